@@ -1,0 +1,91 @@
+// Tensor: a dense, row-major (C order) array with a shape and an element type.
+//
+// Ownership: a Tensor is a handle. Copies share the same bytes (like a shared_ptr); Clone() makes a
+// deep copy. A Tensor either owns its bytes or borrows them from a caller who keeps them alive
+// (Tensor::Borrow). Not thread-safe for concurrent writes to the same bytes.
+#pragma once
+
+#include <algorithm>
+#include <cassert>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/core/dtype.h"
+#include "runtime/core/status.h"
+
+namespace parnet {
+
+using Shape = std::vector<int64_t>;
+
+// Product of the dimensions; 1 for a scalar (empty shape).
+int64_t NumElements(const Shape& shape);
+// "[1,3,224,224]".
+std::string ShapeToString(const Shape& shape);
+// "FP32[1,3,224,224]".
+std::string TypeToString(DType dtype, const Shape& shape);
+
+class Tensor {
+ public:
+  Tensor() = default;
+  // Allocates zero-filled bytes. REQUIRES: every dimension >= 0.
+  Tensor(DType dtype, Shape shape);
+
+  // Wraps bytes that the caller keeps alive and unchanged for the Tensor's lifetime.
+  static Tensor Borrow(DType dtype, Shape shape, void* data);
+
+  template <typename T>
+  static Tensor FromVector(Shape shape, const std::vector<T>& values) {
+    Tensor t(DTypeOf<T>(), std::move(shape));
+    assert(static_cast<size_t>(t.num_elements()) == values.size());
+    std::copy(values.begin(), values.end(), t.data<T>());
+    return t;
+  }
+  template <typename T>
+  static Tensor Scalar(T value) {
+    return FromVector<T>({}, {value});
+  }
+
+  bool defined() const { return dtype_ != DType::kUndefined; }
+  DType dtype() const { return dtype_; }
+  const Shape& shape() const { return shape_; }
+  int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
+  int64_t dim(int64_t i) const { return shape_[i]; }
+  int64_t num_elements() const { return NumElements(shape_); }
+  size_t num_bytes() const { return static_cast<size_t>(num_elements()) * DTypeSize(dtype_); }
+
+  void* raw_data() { return data_; }
+  const void* raw_data() const { return data_; }
+  template <typename T>
+  T* data() {
+    assert(DTypeOf<T>() == dtype_);
+    return static_cast<T*>(data_);
+  }
+  template <typename T>
+  const T* data() const {
+    assert(DTypeOf<T>() == dtype_);
+    return static_cast<const T*>(data_);
+  }
+  template <typename T>
+  std::span<const T> values() const {
+    return {data<T>(), static_cast<size_t>(num_elements())};
+  }
+
+  // Same bytes viewed with another shape. REQUIRES: same element count.
+  Tensor Reshaped(Shape shape) const;
+  Tensor Clone() const;
+
+  // Reads an integer tensor (INT64 or INT32) as int64 values; errors for other types.
+  StatusOr<std::vector<int64_t>> ToInt64Vector() const;
+  std::string TypeString() const { return TypeToString(dtype_, shape_); }
+
+ private:
+  DType dtype_ = DType::kUndefined;
+  Shape shape_;
+  std::shared_ptr<std::byte[]> owned_;
+  void* data_ = nullptr;
+};
+
+}  // namespace parnet
