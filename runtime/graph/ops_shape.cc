@@ -448,8 +448,10 @@ std::vector<OpDef> ShapeOps() {
       {"Constant", OpKind::kLoadTime, 1, 0, 0, 1, CheckConstant, InferConstant, RunConstant},
       {"Shape", OpKind::kLoadTime, 1, 1, 1, 1, ops::NoAttributes, InferShape, RunShape, true},
       {"Gather", OpKind::kLoadTime, 1, 2, 2, 1, ops::NoAttributes, InferGather, RunGather},
-      {"Unsqueeze", OpKind::kLoadTime, 1, 1, 2, 1, ops::NoAttributes, InferUnsqueeze, CopyAll},
-      {"Squeeze", OpKind::kLoadTime, 1, 1, 2, 1, ops::NoAttributes, InferSqueeze, CopyAll},
+      // Reshapes, so they also run on runtime data: torch exports torch.stack (ParNet's interleaved
+      // concat) as Unsqueeze + Concat.
+      {"Unsqueeze", OpKind::kCompute, 1, 1, 2, 1, ops::NoAttributes, InferUnsqueeze, CopyAll},
+      {"Squeeze", OpKind::kCompute, 1, 1, 2, 1, ops::NoAttributes, InferSqueeze, CopyAll},
       {"Slice", OpKind::kLoadTime, 1, 1, 5, 1, ops::NoAttributes, InferSlice, RunSlice},
   };
 }

@@ -143,7 +143,8 @@ Result RunDataSet(const Graph& graph, const fs::path& set, const Tolerance& tol)
   // pads or axes: bind those as constants so that they fold at load, which is exactly the path
   // they take in a real model. Everything else stays a runtime input.
   SpecializeOptions options;
-  const bool fold_all = HasLoadTimeOp(graph);
+  // Whole-model cases (tol.logit > 0) never fold their image input: that would hide the runtime path.
+  const bool fold_all = tol.logit <= 0 && HasLoadTimeOp(graph);
   for (const auto& [name, t] : inputs) {
     if (fold_all || t.dtype() == DType::kInt64 || t.dtype() == DType::kInt32) {
       options.constant_inputs[name] = t;
