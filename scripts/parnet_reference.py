@@ -51,6 +51,7 @@ class Config:
     act: str = 'relu'
     stem: Optional[int] = None          # C0; None means min(64, C1)
     depths: Tuple[int, int, int] = STREAM_DEPTHS
+    in_channels: int = 3                # image channels (1 for grayscale)
 
     @property
     def c0(self):
@@ -207,7 +208,8 @@ class ParNet(nn.Module):
             return nn.Sequential(*[ParBlock(c, c, 1, act=act) for _ in range(depth)])
 
         self.inits = nn.ModuleList([
-            nn.Sequential(down(3, cfg.c0), down(cfg.c0, c1)), down(c1, c2), down(c2, c3)])
+            nn.Sequential(down(cfg.in_channels, cfg.c0), down(cfg.c0, c1)),
+            down(c1, c2), down(c2, c3)])
         self.streams = nn.ModuleList(
             [stream(c, d) for c, d in zip((c1, c2, c3), cfg.depths)])
         self.downsamples_2 = nn.ModuleList([down(c1, c2), fusion_stage(c2, c3, 2, act)])
@@ -340,7 +342,8 @@ def config_from_state_dict(sd, act='relu'):
 
     widths = (width('inits.0.1'), width('inits.1'), width('inits.2'), width('combine.3'))
     return Config(widths=widths, classes=sd['head.fc.weight'].shape[0], act=act,
-                  stem=width('inits.0.0'), depths=tuple(depth(s) for s in range(3)))
+                  stem=width('inits.0.0'), depths=tuple(depth(s) for s in range(3)),
+                  in_channels=sd['inits.0.0.block.rbr_dense.conv.weight'].shape[1])
 
 
 def load_checkpoint(path, act='relu', use_ema=True):
@@ -396,10 +399,15 @@ def count_macs(model, size, by_section=False):
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
                if isinstance(m, (nn.Conv2d, nn.Linear))]
     with torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
+        model(torch.zeros(1, in_channels_of(model), size, size))
     for h in handles:
         h.remove()
     return totals if by_section else sum(totals.values())
+
+
+def in_channels_of(model):
+    cfg = getattr(model, 'cfg', None)
+    return cfg.in_channels if cfg is not None else 3
 
 
 def count_params(model):
@@ -412,8 +420,9 @@ def max_rel_diff(a, b):
 
 # -------------------------------------------------------------------- ONNX
 
-def export_onnx(model, path, size, opset=13, keep_bn=False):
-    """Dynamic batch/H/W export, checked by onnx.checker.
+def export_onnx(model, path, size, opset=13, keep_bn=False, dynamic_hw=True):
+    """Dynamic batch/H/W export (dynamic_hw=False: batch only, H=W=size),
+    checked by onnx.checker.
 
     In eval mode torch's exporter folds every Conv->BN pair itself, so even
     an unfused model arrives with its branch BNs folded; keep_bn exports in
@@ -423,8 +432,9 @@ def export_onnx(model, path, size, opset=13, keep_bn=False):
         raise ValueError(f'opset {opset} not in 11..17')
     import onnx
     model.eval()
-    dummy = torch.zeros(1, 3, size, size)
-    dyn = {'input': {0: 'batch', 2: 'height', 3: 'width'}, 'logits': {0: 'batch'}}
+    dummy = torch.zeros(1, in_channels_of(model), size, size)
+    dyn = {'input': {0: 'batch', 2: 'height', 3: 'width'} if dynamic_hw else {0: 'batch'},
+           'logits': {0: 'batch'}}
     with torch.no_grad():
         torch.onnx.export(model, dummy, path, opset_version=opset,
                           input_names=['input'], output_names=['logits'],
@@ -452,7 +462,7 @@ def make_testcase(model, out_dir, batches, size, seed, opset=13, keep_bn=False):
     g = torch.Generator().manual_seed(seed)
     peaks = []
     for k, b in enumerate(batches):
-        x = torch.randn(b, 3, size, size, generator=g)
+        x = torch.randn(b, in_channels_of(model), size, size, generator=g)
         with torch.no_grad():
             y = model(x)
         case = os.path.join(out_dir, f'test_data_set_{k}')

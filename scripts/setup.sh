@@ -11,11 +11,13 @@ CXX_PACKAGES=(
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   libspdlog-dev libcli11-dev nlohmann-json3-dev
   libonnx-dev libonnx-testdata
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
+  libpng-dev libjpeg62-turbo-dev
 )
 PY_PACKAGES=(
   python3-torch python3-onnx python3-numpy python3-pytest
-  libopenblas0-pthread
+  python3-torchvision python3-pil
+  libopenblas0-pthread dataset-fashion-mnist
 )
 
 missing=()

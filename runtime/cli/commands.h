@@ -15,3 +15,36 @@ struct InspectOptions {
 int RunInspect(const InspectOptions& options);
 
 }  // namespace parnet::cli
+
+namespace parnet::cli {
+
+struct RunOptions {
+  std::string model;
+  std::vector<std::string> inputs;  // one .npy batch, or one or more PNG/JPEG images
+  std::string output;               // .npy for the logits (optional)
+  std::string labels;               // one class name per line (optional)
+  std::string backend = "cpu";
+  int threads = 0;
+  int top = 5;
+  int image_size = 0;  // 0: the model's static H, else 224
+};
+int RunRun(const RunOptions& options);
+
+}  // namespace parnet::cli
+
+namespace parnet::cli {
+
+struct EvalOptions {
+  std::string model;
+  std::string dataset = "fashion-mnist";
+  std::string data_dir = "/usr/share/datasets/fashion-mnist";
+  std::string labels;       // default: <model dir>/../labels.txt when it exists
+  std::string predictions;  // write the logits of every image to this .npy
+  std::string backend = "cpu";
+  int threads = 0;
+  int batch = 256;
+  int limit = 0;  // 0: the whole test set
+};
+int RunEval(const EvalOptions& options);
+
+}  // namespace parnet::cli

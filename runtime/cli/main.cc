@@ -21,11 +21,45 @@ int main(int argc, char** argv) {
                           "dynamic H, W of an image input to 224");
   inspect_cmd->add_flag("--summary", inspect.summary_only, "Omit the per-node table");
 
+  parnet::cli::RunOptions run;
+  CLI::App* run_cmd =
+      app.add_subcommand("run", "Run a batch through a model and print the top classes");
+  run_cmd->add_option("--model,-m", run.model, "ONNX model file")->required();
+  run_cmd->add_option("--input,-i", run.inputs, "One .npy batch (FP32, NCHW) or PNG/JPEG images")
+      ->required();
+  run_cmd->add_option("--output,-o", run.output, "Write the logits to this .npy file");
+  run_cmd->add_option("--labels", run.labels, "Class names, one per line");
+  run_cmd->add_option("--backend", run.backend, "cpu (oneDNN) or reference")->capture_default_str();
+  run_cmd->add_option("--threads", run.threads, "Threads (0: OpenMP default)")
+      ->capture_default_str();
+  run_cmd->add_option("--top", run.top, "Classes printed per item")->capture_default_str();
+  run_cmd->add_option("--image-size", run.image_size,
+                      "Crop size for images (default: the model's H, else 224)");
+
+  parnet::cli::EvalOptions eval;
+  CLI::App* eval_cmd =
+      app.add_subcommand("eval", "Accuracy, confusion matrix and speed on a test set");
+  eval_cmd->add_option("--model,-m", eval.model, "ONNX model file")->required();
+  eval_cmd->add_option("--dataset", eval.dataset, "fashion-mnist")->capture_default_str();
+  eval_cmd->add_option("--data-dir", eval.data_dir, "Folder with the IDX files")
+      ->capture_default_str();
+  eval_cmd->add_option("--labels", eval.labels, "Class names (default: <model>/../../labels.txt)");
+  eval_cmd->add_option("--predictions", eval.predictions,
+                       "Write every image's logits to this .npy");
+  eval_cmd->add_option("--backend", eval.backend, "cpu (oneDNN) or reference")
+      ->capture_default_str();
+  eval_cmd->add_option("--threads", eval.threads, "Threads (0: OpenMP default)")
+      ->capture_default_str();
+  eval_cmd->add_option("--batch", eval.batch, "Images per run")->capture_default_str();
+  eval_cmd->add_option("--limit", eval.limit, "Evaluate only the first N images (0: all)");
+
   CLI11_PARSE(app, argc, argv);
   if (auto status = parnet::SetLogLevel(log_level); !status.ok()) {
     std::cerr << "parnet: " << status.message() << "\n";
     return 2;
   }
   if (inspect_cmd->parsed()) return parnet::cli::RunInspect(inspect);
+  if (run_cmd->parsed()) return parnet::cli::RunRun(run);
+  if (eval_cmd->parsed()) return parnet::cli::RunEval(eval);
   return 2;
 }

@@ -4,48 +4,78 @@ namespace parnet {
 
 size_t DTypeSize(DType dtype) {
   switch (dtype) {
-    case DType::kUndefined: return 0;
+    case DType::kUndefined:
+      return 0;
     case DType::kBool:
     case DType::kUInt8:
-    case DType::kInt8: return 1;
+    case DType::kInt8:
+      return 1;
     case DType::kUInt16:
     case DType::kInt16:
     case DType::kFloat16:
-    case DType::kBFloat16: return 2;
+    case DType::kBFloat16:
+      return 2;
     case DType::kFloat32:
     case DType::kInt32:
-    case DType::kUInt32: return 4;
+    case DType::kUInt32:
+      return 4;
     case DType::kInt64:
     case DType::kUInt64:
-    case DType::kFloat64: return 8;
+    case DType::kFloat64:
+      return 8;
   }
   return 0;
 }
 
 std::string DTypeName(DType dtype) {
   switch (dtype) {
-    case DType::kUndefined: return "UNDEFINED";
-    case DType::kFloat32: return "FP32";
-    case DType::kUInt8: return "UINT8";
-    case DType::kInt8: return "INT8";
-    case DType::kUInt16: return "UINT16";
-    case DType::kInt16: return "INT16";
-    case DType::kInt32: return "INT32";
-    case DType::kInt64: return "INT64";
-    case DType::kBool: return "BOOL";
-    case DType::kFloat16: return "FP16";
-    case DType::kFloat64: return "FP64";
-    case DType::kUInt32: return "UINT32";
-    case DType::kUInt64: return "UINT64";
-    case DType::kBFloat16: return "BF16";
+    case DType::kUndefined:
+      return "UNDEFINED";
+    case DType::kFloat32:
+      return "FP32";
+    case DType::kUInt8:
+      return "UINT8";
+    case DType::kInt8:
+      return "INT8";
+    case DType::kUInt16:
+      return "UINT16";
+    case DType::kInt16:
+      return "INT16";
+    case DType::kInt32:
+      return "INT32";
+    case DType::kInt64:
+      return "INT64";
+    case DType::kBool:
+      return "BOOL";
+    case DType::kFloat16:
+      return "FP16";
+    case DType::kFloat64:
+      return "FP64";
+    case DType::kUInt32:
+      return "UINT32";
+    case DType::kUInt64:
+      return "UINT64";
+    case DType::kBFloat16:
+      return "BF16";
   }
   return "UNDEFINED";
 }
 
 DType DTypeFromOnnx(int onnx_type) {
   switch (onnx_type) {
-    case 1: case 2: case 3: case 4: case 5: case 6: case 7: case 9: case 10: case 11: case 12:
-    case 13: case 16:
+    case 1:
+    case 2:
+    case 3:
+    case 4:
+    case 5:
+    case 6:
+    case 7:
+    case 9:
+    case 10:
+    case 11:
+    case 12:
+    case 13:
+    case 16:
       return static_cast<DType>(onnx_type);
     default:
       return DType::kUndefined;

@@ -1,10 +1,10 @@
 // For parnet's .cc files only: the per-layer spdlog loggers. Never include from a public header.
 #pragma once
 
+#include <spdlog/spdlog.h>
+
 #include <memory>
 #include <string>
-
-#include <spdlog/spdlog.h>
 
 namespace parnet {
 

@@ -56,7 +56,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status Unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
@@ -106,13 +108,14 @@ class [[nodiscard]] StatusOr {
 #define PARNET_CONCAT_(a, b) PARNET_CONCAT_INNER_(a, b)
 
 // Returns the Status from the enclosing function when `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                  \
-  do {                                         \
-    ::parnet::Status parnet_status_ = (expr);  \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    ::parnet::Status parnet_status_ = (expr);        \
     if (!parnet_status_.ok()) return parnet_status_; \
   } while (0)
 
 // `ASSIGN_OR_RETURN(auto x, F())` declares x from F()'s value or returns its Status.
+// It expands to several statements: under an `if`, use braces.
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL_(PARNET_CONCAT_(parnet_statusor_, __LINE__), lhs, expr)
 #define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \

@@ -40,7 +40,7 @@ struct Attribute {
 };
 
 struct Node {
-  std::string name;     // never empty: the importer names unnamed nodes "<op>_<index>"
+  std::string name;  // never empty: the importer names unnamed nodes "<op>_<index>"
   std::string op_type;
   std::vector<std::string> inputs;   // an empty name is an omitted optional input
   std::vector<std::string> outputs;  // an empty name is an unused optional output
@@ -60,11 +60,11 @@ struct Node {
 
 struct Graph {
   std::string name;
-  int64_t opset = 0;                    // version of the default ("ai.onnx") domain
-  std::vector<std::string> inputs;      // runtime inputs, in model order (no initializers)
-  std::vector<std::string> outputs;     // in model order
-  std::vector<Node> nodes;              // topologically sorted
-  std::map<std::string, Tensor> constants;        // initializers and folded values
+  int64_t opset = 0;                        // version of the default ("ai.onnx") domain
+  std::vector<std::string> inputs;          // runtime inputs, in model order (no initializers)
+  std::vector<std::string> outputs;         // in model order
+  std::vector<Node> nodes;                  // topologically sorted
+  std::map<std::string, Tensor> constants;  // initializers and folded values
   std::map<std::string, TensorType> value_types;  // declared or inferred; static once specialized
   bool specialized = false;
 

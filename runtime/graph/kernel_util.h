@@ -13,17 +13,39 @@ namespace parnet::ops {
 template <typename F>
 Status VisitNumeric(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::kFloat32: f(float{}); return Status::Ok();
-    case DType::kFloat64: f(double{}); return Status::Ok();
-    case DType::kInt64: f(int64_t{}); return Status::Ok();
-    case DType::kInt32: f(int32_t{}); return Status::Ok();
-    case DType::kInt16: f(int16_t{}); return Status::Ok();
-    case DType::kInt8: f(int8_t{}); return Status::Ok();
-    case DType::kUInt8: f(uint8_t{}); return Status::Ok();
-    case DType::kUInt16: f(uint16_t{}); return Status::Ok();
-    case DType::kUInt32: f(uint32_t{}); return Status::Ok();
-    case DType::kUInt64: f(uint64_t{}); return Status::Ok();
-    case DType::kBool: f(bool{}); return Status::Ok();
+    case DType::kFloat32:
+      f(float{});
+      return Status::Ok();
+    case DType::kFloat64:
+      f(double{});
+      return Status::Ok();
+    case DType::kInt64:
+      f(int64_t{});
+      return Status::Ok();
+    case DType::kInt32:
+      f(int32_t{});
+      return Status::Ok();
+    case DType::kInt16:
+      f(int16_t{});
+      return Status::Ok();
+    case DType::kInt8:
+      f(int8_t{});
+      return Status::Ok();
+    case DType::kUInt8:
+      f(uint8_t{});
+      return Status::Ok();
+    case DType::kUInt16:
+      f(uint16_t{});
+      return Status::Ok();
+    case DType::kUInt32:
+      f(uint32_t{});
+      return Status::Ok();
+    case DType::kUInt64:
+      f(uint64_t{});
+      return Status::Ok();
+    case DType::kBool:
+      f(bool{});
+      return Status::Ok();
     default:
       return Unimplemented("element type " + DTypeName(dtype) + " has no reference kernel");
   }

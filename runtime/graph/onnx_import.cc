@@ -40,7 +40,8 @@ void CopyInto(Tensor& t, const Src& field) {
 StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto) {
   const std::string name = "tensor '" + proto.name() + "'";
   if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
-    return Unimplemented(name + " uses external data; parnet reads self-contained models only: "
+    return Unimplemented(name +
+                         " uses external data; parnet reads self-contained models only: "
                          "save the model with all tensors inside the .onnx file");
   }
   const DType dtype = DTypeFromOnnx(proto.data_type());
@@ -99,9 +100,18 @@ StatusOr<Attribute> AttributeFromProto(const onnx::AttributeProto& a, const std:
   Attribute out;
   using P = onnx::AttributeProto;
   switch (a.type()) {
-    case P::INT: out.kind = Attribute::Kind::kInt; out.i = a.i(); break;
-    case P::FLOAT: out.kind = Attribute::Kind::kFloat; out.f = a.f(); break;
-    case P::STRING: out.kind = Attribute::Kind::kString; out.s = a.s(); break;
+    case P::INT:
+      out.kind = Attribute::Kind::kInt;
+      out.i = a.i();
+      break;
+    case P::FLOAT:
+      out.kind = Attribute::Kind::kFloat;
+      out.f = a.f();
+      break;
+    case P::STRING:
+      out.kind = Attribute::Kind::kString;
+      out.s = a.s();
+      break;
     case P::INTS:
       out.kind = Attribute::Kind::kInts;
       out.ints.assign(a.ints().begin(), a.ints().end());
@@ -160,8 +170,10 @@ StatusOr<Node> ImportNode(const onnx::NodeProto& proto, size_t index, int64_t op
   const OpDef* def = FindOp(node.op_type);
   if (def == nullptr) {
     std::string compute, load_time;
-    for (auto op : SupportedOps(OpKind::kCompute)) compute += std::string(compute.empty() ? "" : ", ") += op;
-    for (auto op : SupportedOps(OpKind::kLoadTime)) load_time += std::string(load_time.empty() ? "" : ", ") += op;
+    for (auto op : SupportedOps(OpKind::kCompute))
+      compute += std::string(compute.empty() ? "" : ", ") += op;
+    for (auto op : SupportedOps(OpKind::kLoadTime))
+      load_time += std::string(load_time.empty() ? "" : ", ") += op;
     return Unimplemented(where + ": op '" + node.op_type + "' is not supported. Supported ops: " +
                          compute + "; at load time only: " + load_time);
   }
@@ -225,7 +237,9 @@ StatusOr<Graph> ImportOnnxModel(std::string_view bytes, const std::string& sourc
   }
   if (!model.has_graph() || model.ir_version() <= 0 || model.opset_import_size() == 0) {
     return InvalidArgument(source + " is not an ONNX model: it has no " +
-                           (!model.has_graph() ? "graph" : model.ir_version() <= 0 ? "ir_version" : "opset_import") +
+                           (!model.has_graph()        ? "graph"
+                            : model.ir_version() <= 0 ? "ir_version"
+                                                      : "opset_import") +
                            " (wrong file, or a truncated one?)");
   }
   ASSIGN_OR_RETURN(int64_t opset, DefaultOpset(model, source));

@@ -1,6 +1,6 @@
 // ONNX import: reads a model (ONNX's own protobuf, checked by ONNX's checker and shape inference)
-// into a Graph, refusing at load anything parnet cannot run, with a message naming the node, the op,
-// the attribute and what is supported.
+// into a Graph, refusing at load anything parnet cannot run, with a message naming the node, the
+// op, the attribute and what is supported.
 #pragma once
 
 #include <string>

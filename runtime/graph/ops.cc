@@ -5,8 +5,9 @@
 namespace parnet {
 
 StatusOr<const Tensor*> OpContext::RequireValue(size_t i, std::string_view role) const {
-  if (!HasInput(i)) return Error("input " + std::to_string(i) + " (" + std::string(role) +
-                                 ") is required but missing");
+  if (!HasInput(i))
+    return Error("input " + std::to_string(i) + " (" + std::string(role) +
+                 ") is required but missing");
   if (in_values[i] == nullptr) {
     return Error("input " + std::to_string(i) + " '" + node.inputs[i] + "' (" + std::string(role) +
                  ") must be known at load time, but it depends on runtime data; parnet folds "
@@ -19,8 +20,9 @@ StatusOr<const Tensor*> OpContext::RequireValue(size_t i, std::string_view role)
 StatusOr<std::vector<int64_t>> OpContext::RequireInts(size_t i, std::string_view role) const {
   ASSIGN_OR_RETURN(const Tensor* t, RequireValue(i, role));
   auto ints = t->ToInt64Vector();
-  if (!ints.ok()) return Error("input '" + node.inputs[i] + "' (" + std::string(role) + "): " +
-                               ints.status().message());
+  if (!ints.ok())
+    return Error("input '" + node.inputs[i] + "' (" + std::string(role) +
+                 "): " + ints.status().message());
   return ints;
 }
 
@@ -98,8 +100,8 @@ Status RequireDTypes(const OpContext& ctx, std::initializer_list<DType> dtypes) 
     if (std::find(dtypes.begin(), dtypes.end(), d) == dtypes.end()) {
       std::string names;
       for (DType ok : dtypes) names += (names.empty() ? "" : ", ") + DTypeName(ok);
-      return ctx.Unsupported("input " + std::to_string(i) + " '" + ctx.node.inputs[i] + "' has type " +
-                       DTypeName(d) + "; supported: " + names);
+      return ctx.Unsupported("input " + std::to_string(i) + " '" + ctx.node.inputs[i] +
+                             "' has type " + DTypeName(d) + "; supported: " + names);
     }
   }
   return Status::Ok();
@@ -124,8 +126,8 @@ Status CheckWindowAttributes(const Node& node, bool allow_ceil_mode) {
   for (const char* key : {"strides", "dilations"}) {
     for (int64_t v : node.IntsAttr(key)) {
       if (v < 1) {
-        return InvalidArgument(node.Describe() + ": attribute " + key +
-                               " must be >= 1, got " + std::to_string(v));
+        return InvalidArgument(node.Describe() + ": attribute " + key + " must be >= 1, got " +
+                               std::to_string(v));
       }
     }
   }
@@ -149,9 +151,9 @@ StatusOr<Window> ComputeWindow(const OpContext& ctx, const Shape& in_spatial,
   std::vector<int64_t> pads = node.IntsAttr("pads", std::vector<int64_t>(2 * rank, 0));
   if (kernel.size() != rank || w.strides.size() != rank || w.dilations.size() != rank ||
       pads.size() != 2 * rank) {
-    return ctx.Error("kernel_shape, strides, dilations and pads must have " +
-                     std::to_string(rank) + " (pads " + std::to_string(2 * rank) +
-                     ") entries for an input with " + std::to_string(rank) + " spatial dims");
+    return ctx.Error("kernel_shape, strides, dilations and pads must have " + std::to_string(rank) +
+                     " (pads " + std::to_string(2 * rank) + ") entries for an input with " +
+                     std::to_string(rank) + " spatial dims");
   }
   const std::string auto_pad = node.StringAttr("auto_pad", "NOTSET");
   const bool ceil_mode = node.IntAttr("ceil_mode", 0) != 0;
@@ -175,11 +177,10 @@ StatusOr<Window> ComputeWindow(const OpContext& ctx, const Shape& in_spatial,
     }
     const int64_t span = in_spatial[i] + w.pad_begin[i] + w.pad_end[i] - extent;
     if (span < 0) {
-      return ctx.Error("the window (extent " + std::to_string(extent) +
-                       ") is larger than the padded input (" +
-                       std::to_string(in_spatial[i] + w.pad_begin[i] + w.pad_end[i]) +
-                       ") along spatial dim " + std::to_string(i) +
-                       "; the input is too small for this model");
+      return ctx.Error(
+          "the window (extent " + std::to_string(extent) + ") is larger than the padded input (" +
+          std::to_string(in_spatial[i] + w.pad_begin[i] + w.pad_end[i]) + ") along spatial dim " +
+          std::to_string(i) + "; the input is too small for this model");
     }
     w.out[i] = (ceil_mode ? (span + w.strides[i] - 1) / w.strides[i] : span / w.strides[i]) + 1;
   }

@@ -18,9 +18,8 @@ StatusOr<std::vector<TensorType>> InferUnaryFloat(const OpContext& ctx) {
 }
 
 StatusOr<std::vector<TensorType>> InferRelu(const OpContext& ctx) {
-  RETURN_IF_ERROR(ops::RequireDTypes(
-      ctx, {DType::kFloat32, DType::kFloat64, DType::kInt8, DType::kInt16, DType::kInt32,
-            DType::kInt64}));
+  RETURN_IF_ERROR(ops::RequireDTypes(ctx, {DType::kFloat32, DType::kFloat64, DType::kInt8,
+                                           DType::kInt16, DType::kInt32, DType::kInt64}));
   return SameAsInput(ctx);
 }
 
@@ -58,7 +57,8 @@ Status RunIdentity(const OpContext& ctx, std::vector<Tensor>& out) {
 // without it both shapes must be equal, which numpy broadcasting handles the same way.
 Status CheckBinary(const Node& node, int64_t opset) {
   if (opset < 7 && node.IntAttr("broadcast", 0) != 0) {
-    return Unimplemented(node.Describe() + ": the legacy broadcast=1 attribute (opset < 7) is not "
+    return Unimplemented(node.Describe() +
+                         ": the legacy broadcast=1 attribute (opset < 7) is not "
                          "supported; re-export with opset 7 or newer");
   }
   return Status::Ok();

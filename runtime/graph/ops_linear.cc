@@ -37,8 +37,8 @@ StatusOr<std::vector<TensorType>> InferConv(const OpContext& ctx) {
   const std::vector<int64_t> kernel(w.begin() + 2, w.end());
   const auto attr_kernel = ctx.node.IntsAttr("kernel_shape", kernel);
   if (attr_kernel != kernel) {
-    return ctx.Error("kernel_shape " + ShapeToString(attr_kernel) +
-                     " disagrees with the weight " + ShapeToString(w));
+    return ctx.Error("kernel_shape " + ShapeToString(attr_kernel) + " disagrees with the weight " +
+                     ShapeToString(w));
   }
   ASSIGN_OR_RETURN(ops::Window win, ops::ComputeWindow(ctx, spatial, kernel));
   Shape out = {x[0], w[0]};
@@ -89,7 +89,8 @@ Status RunConv(const OpContext& ctx, std::vector<Tensor>& outputs) {
           const int64_t off_x = kx * dw - pw;
           // Output columns whose input column lies inside [0, iw).
           const int64_t lo = off_x >= 0 ? 0 : (-off_x + sw - 1) / sw;
-          const int64_t hi = std::min<int64_t>(ow, iw - 1 - off_x < 0 ? 0 : (iw - 1 - off_x) / sw + 1);
+          const int64_t hi =
+              std::min<int64_t>(ow, iw - 1 - off_x < 0 ? 0 : (iw - 1 - off_x) / sw + 1);
           for (int64_t oy = 0; oy < oh; ++oy) {
             const int64_t iy = oy * sh - ph + ky * dh;
             if (iy < 0 || iy >= ih) continue;
@@ -115,13 +116,15 @@ StatusOr<std::vector<TensorType>> InferGemm(const OpContext& ctx) {
   const int64_t m = ta ? a[1] : a[0], k = ta ? a[0] : a[1];
   const int64_t kb = tb ? b[1] : b[0], n = tb ? b[0] : b[1];
   if (k != kb) {
-    return ctx.Error("inner dimensions differ: A " + ShapeToString(a) + (ta ? " (transposed)" : "") +
-                     ", B " + ShapeToString(b) + (tb ? " (transposed)" : ""));
+    return ctx.Error("inner dimensions differ: A " + ShapeToString(a) +
+                     (ta ? " (transposed)" : "") + ", B " + ShapeToString(b) +
+                     (tb ? " (transposed)" : ""));
   }
   if (ctx.HasInput(2)) {
     ASSIGN_OR_RETURN(Shape c, ops::BroadcastShapes(ctx, ctx.type(2).shape, Shape{m, n}));
-    if (c != Shape{m, n}) return ctx.Error("C " + ShapeToString(ctx.type(2).shape) +
-                                           " does not broadcast to [M,N] = " + ShapeToString({m, n}));
+    if (c != Shape{m, n})
+      return ctx.Error("C " + ShapeToString(ctx.type(2).shape) +
+                       " does not broadcast to [M,N] = " + ShapeToString({m, n}));
   }
   return std::vector<TensorType>{{ctx.type(0).dtype, {m, n}}};
 }

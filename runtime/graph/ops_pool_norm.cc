@@ -17,7 +17,8 @@ Status CheckBatchNorm(const Node& node, int64_t opset) {
   }
   // Before opset 7, is_test=0 asked for training behaviour.
   if (opset < 7 && node.IntAttr("is_test", 0) == 0) {
-    return Unimplemented(node.Describe() + ": is_test=0 (training) is not supported; export the "
+    return Unimplemented(node.Describe() +
+                         ": is_test=0 (training) is not supported; export the "
                          "model in eval() mode");
   }
   if (node.IntAttr("spatial", 1) != 1) {
@@ -75,7 +76,8 @@ StatusOr<std::vector<TensorType>> InferGlobalPool(const OpContext& ctx) {
 
 Status RunGlobalAveragePool(const OpContext& ctx, std::vector<Tensor>& outputs) {
   const Tensor& x = ctx.value(0);
-  const int64_t planes = x.dim(0) * x.dim(1), inner = x.num_elements() / std::max<int64_t>(planes, 1);
+  const int64_t planes = x.dim(0) * x.dim(1),
+                inner = x.num_elements() / std::max<int64_t>(planes, 1);
   const float* px = x.data<float>();
   float* py = outputs[0].data<float>();
   for (int64_t p = 0; p < planes; ++p) {
@@ -189,8 +191,9 @@ StatusOr<std::vector<TensorType>> InferSoftmax(const OpContext& ctx) {
 Status RunSoftmax(const OpContext& ctx, std::vector<Tensor>& outputs) {
   const Tensor& x = ctx.value(0);
   const Shape& s = x.shape();
-  ASSIGN_OR_RETURN(int64_t axis, ops::NormalizeAxis(ctx, ctx.node.IntAttr("axis", ctx.opset >= 13 ? -1 : 1),
-                                                    x.rank()));
+  ASSIGN_OR_RETURN(
+      int64_t axis,
+      ops::NormalizeAxis(ctx, ctx.node.IntAttr("axis", ctx.opset >= 13 ? -1 : 1), x.rank()));
   int64_t outer = 1, len = 1, inner = 1;
   for (int64_t d = 0; d < x.rank(); ++d) {
     if (d < axis) {

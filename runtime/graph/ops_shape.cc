@@ -35,8 +35,8 @@ StatusOr<std::vector<TensorType>> InferConcat(const OpContext& ctx) {
     bool match = t.dtype == first.dtype && t.shape.size() == first.shape.size();
     for (int64_t d = 0; match && d < rank; ++d) match = d == axis || t.shape[d] == first.shape[d];
     if (!match) {
-      return ctx.Error("input " + std::to_string(i) + " is " + t.ToString() +
-                       " but input 0 is " + first.ToString() +
+      return ctx.Error("input " + std::to_string(i) + " is " + t.ToString() + " but input 0 is " +
+                       first.ToString() +
                        "; all inputs need the same type and shape except along axis " +
                        std::to_string(axis));
     }
@@ -82,8 +82,8 @@ StatusOr<std::vector<TensorType>> InferPad(const OpContext& ctx) {
   ASSIGN_OR_RETURN(std::vector<int64_t> pads, PadAmounts(ctx));
   Shape out = ctx.type(0).shape;
   if (pads.size() != 2 * out.size()) {
-    return ctx.Error("pads has " + std::to_string(pads.size()) + " values; need 2 x rank = " +
-                     std::to_string(2 * out.size()));
+    return ctx.Error("pads has " + std::to_string(pads.size()) +
+                     " values; need 2 x rank = " + std::to_string(2 * out.size()));
   }
   for (size_t d = 0; d < out.size(); ++d) {
     if (pads[d] < 0 || pads[d + out.size()] < 0) {
@@ -91,7 +91,8 @@ StatusOr<std::vector<TensorType>> InferPad(const OpContext& ctx) {
     }
     out[d] += pads[d] + pads[d + out.size()];
   }
-  if (ctx.HasInput(2) && (ctx.type(2).dtype != ctx.type(0).dtype || NumElements(ctx.type(2).shape) != 1)) {
+  if (ctx.HasInput(2) &&
+      (ctx.type(2).dtype != ctx.type(0).dtype || NumElements(ctx.type(2).shape) != 1)) {
     return ctx.Error("constant_value must be one " + DTypeName(ctx.type(0).dtype) + " value, got " +
                      ctx.type(2).ToString());
   }
@@ -157,9 +158,9 @@ StatusOr<std::vector<TensorType>> InferReshape(const OpContext& ctx) {
     }
     if (target[i] < -1) return ctx.Error("shape " + ShapeToString(target) + " has a value < -1");
     out[i] = target[i] == 0 && !allow_zero ? (i < in.size() ? in[i] : -1) : target[i];
-    if (out[i] < 0) return ctx.Error("shape " + ShapeToString(target) + " copies dim " +
-                                     std::to_string(i) + " that input " + ShapeToString(in) +
-                                     " does not have");
+    if (out[i] < 0)
+      return ctx.Error("shape " + ShapeToString(target) + " copies dim " + std::to_string(i) +
+                       " that input " + ShapeToString(in) + " does not have");
     known *= out[i];
   }
   if (infer_at >= 0) {
@@ -220,7 +221,8 @@ Status RunTranspose(const OpContext& ctx, std::vector<Tensor>& out) {
 StatusOr<Tensor> ConstantValue(const Node& node) {
   auto attr = [&](const char* key) { return node.attributes.find(key); };
   if (auto it = attr("value"); it != node.attributes.end()) return it->second.t;
-  if (auto it = attr("value_float"); it != node.attributes.end()) return Tensor::Scalar(it->second.f);
+  if (auto it = attr("value_float"); it != node.attributes.end())
+    return Tensor::Scalar(it->second.f);
   if (auto it = attr("value_int"); it != node.attributes.end()) return Tensor::Scalar(it->second.i);
   if (auto it = attr("value_floats"); it != node.attributes.end()) {
     const auto& v = it->second.floats;
@@ -263,8 +265,8 @@ std::pair<int64_t, int64_t> ShapeRange(const OpContext& ctx) {
 StatusOr<std::vector<TensorType>> InferShape(const OpContext& ctx) {
   auto [start, end] = ShapeRange(ctx);
   if (!ctx.type(0).IsStatic()) {
-    return ctx.Error("the shape of '" + ctx.node.inputs[0] + "' is not known at load: " +
-                     ctx.type(0).ToString());
+    return ctx.Error("the shape of '" + ctx.node.inputs[0] +
+                     "' is not known at load: " + ctx.type(0).ToString());
   }
   return One(DType::kInt64, {std::max<int64_t>(end - start, 0)});
 }

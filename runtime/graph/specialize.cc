@@ -36,7 +36,8 @@ Status BindInputs(const Graph& graph, const SpecializeOptions& options, Graph& o
       }
       if (!fits) {
         return InvalidArgument("input '" + name + "': the model takes " + declared->ToString() +
-                               " (? = any size), got " + TypeToString(declared->dtype, given->second));
+                               " (? = any size), got " +
+                               TypeToString(declared->dtype, given->second));
       }
       bound.shape = given->second;
     }
@@ -45,7 +46,8 @@ Status BindInputs(const Graph& graph, const SpecializeOptions& options, Graph& o
   }
   for (const auto& [name, shape] : options.input_shapes) {
     if (graph.FindType(name) == nullptr || graph.IsConstant(name)) {
-      return InvalidArgument("a shape was given for '" + name + "', which is not an input of the "
+      return InvalidArgument("a shape was given for '" + name +
+                             "', which is not an input of the "
                              "model; its inputs are listed by `parnet inspect`");
     }
   }
@@ -117,10 +119,12 @@ StatusOr<Graph> Specialize(const Graph& graph, const SpecializeOptions& options)
       all_known = all_known && (c != out.constants.end() || def->types_only);
     }
     if (!all_known && def->kind == OpKind::kLoadTime) {
-      return InvalidArgument(
-          node.Describe() + " cannot be folded at load: its input depends on runtime data. parnet "
-          "evaluates " + node.op_type + " only at load, to fold shape computations; export the "
-          "model so that this subgraph depends on input shapes only");
+      return InvalidArgument(node.Describe() +
+                             " cannot be folded at load: its input depends on runtime data. parnet "
+                             "evaluates " +
+                             node.op_type +
+                             " only at load, to fold shape computations; export the "
+                             "model so that this subgraph depends on input shapes only");
     }
     ASSIGN_OR_RETURN(std::vector<TensorType> types, def->infer(ctx));
     for (size_t i = 0; i < node.outputs.size() && i < types.size(); ++i) {

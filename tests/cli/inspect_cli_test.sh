@@ -7,26 +7,8 @@ PARNET=$1
 ROOT=$2
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-passed=0
-failed=0
-
-# expect NAME WANT_RC REGEX -- command...
-expect() {
-  local name=$1 want_rc=$2 regex=$3
-  shift 4
-  local out rc
-  out=$("$@" 2>&1)
-  rc=$?
-  if { [ "$want_rc" = 0 ] && [ $rc -ne 0 ]; } || { [ "$want_rc" != 0 ] && { [ $rc -eq 0 ] || [ $rc -gt 128 ]; }; } \
-     || ! grep -Eq -- "$regex" <<<"$out" || grep -q "Sanitizer" <<<"$out"; then
-    echo "FAIL $name (exit $rc): $out" | head -c 2000; echo
-    failed=$((failed + 1))
-  else
-    echo "PASS $name"
-    passed=$((passed + 1))
-  fi
-}
-
+# shellcheck source=cli_expect.sh
+source "$(dirname "$0")/cli_expect.sh"
 /usr/bin/python3 "$ROOT/scripts/parnet_reference.py" export --variant cifar --weights random \
   --seed 0 --fused --out "$WORK/cifar.onnx" >/dev/null
 /usr/bin/python3 - "$WORK" <<'PY'

@@ -60,8 +60,8 @@ TEST(ImportTest, EveryTruncationIsRefusedWithoutCrashing) {
 TEST(ImportTest, OtherFileFormatsAreRefused) {
   constexpr char kPngHeader[] = "\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x10";
   const std::string png(kPngHeader, sizeof(kPngHeader) - 1);
-  for (const std::string& bytes : {png, std::string("hello, this is a text file\n"),
-                                   std::string("{\"model\": 1}")}) {
+  for (const std::string& bytes :
+       {png, std::string("hello, this is a text file\n"), std::string("{\"model\": 1}")}) {
     auto g = ImportOnnxModel(bytes, "wrong.onnx");
     ASSERT_FALSE(g.ok());
     EXPECT_EQ(g.status().code(), StatusCode::kInvalidArgument);
@@ -77,8 +77,8 @@ TEST(ImportTest, UnsupportedOpNamesNodeOpAndTheSupportedList) {
   ASSERT_FALSE(g.ok());
   EXPECT_EQ(g.status().code(), StatusCode::kUnimplemented);
   EXPECT_THAT(g.status().message(),
-              AllOf(HasSubstr("'my_tanh'"), HasSubstr("'Tanh' is not supported"),
-                    HasSubstr("Conv"), HasSubstr("at load time only: ")));
+              AllOf(HasSubstr("'my_tanh'"), HasSubstr("'Tanh' is not supported"), HasSubstr("Conv"),
+                    HasSubstr("at load time only: ")));
 }
 
 TEST(ImportTest, UnsupportedAttributeValueNamesAttributeAndAlternatives) {
@@ -112,9 +112,8 @@ TEST(SpecializeTest, ShapeFromRuntimeDataCannotBeFolded) {
   auto s = Specialize(*g, {});
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.status().message(),
-              AllOf(HasSubstr("'data_reshape'"), HasSubstr("'target'"),
-                    HasSubstr("depends on runtime data")));
+  EXPECT_THAT(s.status().message(), AllOf(HasSubstr("'data_reshape'"), HasSubstr("'target'"),
+                                          HasSubstr("depends on runtime data")));
 }
 
 TEST(SpecializeTest, LoadTimeOpOnRuntimeDataIsRefused) {
@@ -172,8 +171,7 @@ TEST(SpecializeTest, RefusesShapeThatBreaksTheDeclaration) {
   options.input_shapes["x"] = {1, 3, 8, 8};
   auto s = Specialize(*g, options);
   ASSERT_FALSE(s.ok());
-  EXPECT_THAT(s.status().message(),
-              AllOf(HasSubstr("FP32[?,4,?,?]"), HasSubstr("FP32[1,3,8,8]")));
+  EXPECT_THAT(s.status().message(), AllOf(HasSubstr("FP32[?,4,?,?]"), HasSubstr("FP32[1,3,8,8]")));
 }
 
 TEST(SpecializeTest, DynamicInputWithoutShapeAsksForOne) {

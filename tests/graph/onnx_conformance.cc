@@ -19,6 +19,7 @@
 #include <iostream>
 #include <set>
 
+#include "runtime/backends/registry.h"
 #include "runtime/graph/interpreter.h"
 #include "runtime/graph/kernel_util.h"
 #include "runtime/graph/onnx_import.h"
@@ -40,7 +41,7 @@ struct Result {
 struct Tolerance {
   double rtol = 1e-3;  // ONNX's backend test defaults
   double atol = 1e-7;
-  double logit = -1;   // > 0: whole-model mode, relative to max |expected|
+  double logit = -1;  // > 0: whole-model mode, relative to max |expected|
 };
 
 std::vector<fs::path> SortedMatching(const fs::path& dir, const std::string& prefix) {
@@ -61,9 +62,8 @@ std::vector<fs::path> SortedMatching(const fs::path& dir, const std::string& pre
 
 double AsDouble(const Tensor& t, int64_t i) {
   double v = 0;
-  (void)ops::VisitNumeric(t.dtype(), [&](auto tag) {
-    v = static_cast<double>(t.data<decltype(tag)>()[i]);
-  });
+  (void)ops::VisitNumeric(t.dtype(),
+                          [&](auto tag) { v = static_cast<double>(t.data<decltype(tag)>()[i]); });
   return v;
 }
 
@@ -87,9 +87,10 @@ std::string Compare(const Tensor& got, const Tensor& want, const Tolerance& tol)
     }
   }
   if (worst_at >= 0) {
-    return "element " + std::to_string(worst_at) + ": got " + std::to_string(AsDouble(got, worst_at)) +
-           ", expected " + std::to_string(AsDouble(want, worst_at)) + " (max |expected| " +
-           std::to_string(scale) + ")";
+    return "element " + std::to_string(worst_at) + ": got " +
+           std::to_string(AsDouble(got, worst_at)) + ", expected " +
+           std::to_string(AsDouble(want, worst_at)) + " (max |expected| " + std::to_string(scale) +
+           ")";
   }
   if (tol.logit > 0 && want.rank() == 2) {
     const int64_t rows = want.dim(0), cols = want.dim(1);
@@ -106,15 +107,32 @@ std::string Compare(const Tensor& got, const Tensor& want, const Tolerance& tol)
   return "";
 }
 
+// True when every reader of `value` takes it as a weight (Conv/Gemm/BatchNormalization inputs
+// after the first): in exported models those are initializers, so the cases bind them as such.
+bool IsWeight(const Graph& g, const std::string& value) {
+  bool any = false;
+  for (const Node& n : g.nodes) {
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      if (n.inputs[i] != value) continue;
+      if (i == 0 ||
+          (n.op_type != "Conv" && n.op_type != "Gemm" && n.op_type != "BatchNormalization")) {
+        return false;
+      }
+      any = true;
+    }
+  }
+  return any;
+}
+
 bool HasLoadTimeOp(const Graph& g) {
-  return std::any_of(g.nodes.begin(), g.nodes.end(), [](const Node& n) {
-    return FindOp(n.op_type)->kind == OpKind::kLoadTime;
-  });
+  return std::any_of(g.nodes.begin(), g.nodes.end(),
+                     [](const Node& n) { return FindOp(n.op_type)->kind == OpKind::kLoadTime; });
 }
 
 // ONNX's test data stores FP16 and BF16 tensors as UINT16 bit patterns (numpy has no bfloat16).
 Tensor AsDeclared(const Tensor& t, DType declared) {
-  if (t.dtype() == DType::kUInt16 && (declared == DType::kBFloat16 || declared == DType::kFloat16)) {
+  if (t.dtype() == DType::kUInt16 &&
+      (declared == DType::kBFloat16 || declared == DType::kFloat16)) {
     Tensor out(declared, t.shape());
     std::memcpy(out.raw_data(), t.raw_data(), t.num_bytes());
     return out;
@@ -126,6 +144,13 @@ Result Classify(const Status& s) {
   return {s.code() == StatusCode::kUnimplemented ? Outcome::kSkip : Outcome::kFail, s.ToString()};
 }
 
+struct NodeStats {
+  int64_t native = 0;    // nodes the backend ran on its own kernels
+  int64_t fallback = 0;  // nodes it ran on reference fallbacks
+};
+std::string backend;  // from --backend; empty or "reference" = the reference interpreter
+NodeStats stats;
+
 // Runs one test data set; an empty string means it matched.
 Result RunDataSet(const Graph& graph, const fs::path& set, const Tolerance& tol) {
   std::map<std::string, Tensor> inputs;
@@ -133,20 +158,23 @@ Result RunDataSet(const Graph& graph, const fs::path& set, const Tolerance& tol)
   for (size_t k = 0; k < input_files.size(); ++k) {
     auto t = LoadTensorProto(input_files[k].string());
     if (!t.ok()) return {Outcome::kFail, t.status().ToString()};
-    const bool named = std::find(graph.inputs.begin(), graph.inputs.end(), t->name) !=
-                       graph.inputs.end();
-    if (!named && k >= graph.inputs.size()) return {Outcome::kFail, "more inputs than the model has"};
+    const bool named =
+        std::find(graph.inputs.begin(), graph.inputs.end(), t->name) != graph.inputs.end();
+    if (!named && k >= graph.inputs.size())
+      return {Outcome::kFail, "more inputs than the model has"};
     const std::string name = named ? t->name : graph.inputs[k];
     inputs[name] = AsDeclared(t->tensor, graph.FindType(name)->dtype);
   }
-  // Load-time-only ops never see runtime data, and integer inputs of the node tests are shapes,
-  // pads or axes: bind those as constants so that they fold at load, which is exactly the path
-  // they take in a real model. Everything else stays a runtime input.
+  // Load-time-only ops never see runtime data, integer inputs of the node tests are shapes, pads
+  // or axes, and weights are initializers in real models: bind those as constants, which is
+  // exactly the path they take in an exported model. Everything else stays a runtime input.
   SpecializeOptions options;
-  // Whole-model cases (tol.logit > 0) never fold their image input: that would hide the runtime path.
+  // Whole-model cases (tol.logit > 0) never fold their image input: that would hide the runtime
+  // path.
   const bool fold_all = tol.logit <= 0 && HasLoadTimeOp(graph);
   for (const auto& [name, t] : inputs) {
-    if (fold_all || t.dtype() == DType::kInt64 || t.dtype() == DType::kInt32) {
+    if (fold_all || t.dtype() == DType::kInt64 || t.dtype() == DType::kInt32 ||
+        IsWeight(graph, name)) {
       options.constant_inputs[name] = t;
     } else {
       options.input_shapes[name] = t.shape();
@@ -155,7 +183,18 @@ Result RunDataSet(const Graph& graph, const fs::path& set, const Tolerance& tol)
   for (const auto& [name, t] : options.constant_inputs) inputs.erase(name);
   auto specialized = Specialize(graph, options);
   if (!specialized.ok()) return Classify(specialized.status());
-  auto outputs = RunSpecialized(*specialized, inputs);
+  StatusOr<std::vector<Tensor>> outputs = Internal("not run");
+  if (backend.empty() || backend == "reference") {
+    outputs = RunSpecialized(*specialized, inputs);
+  } else {
+    auto be = CreateBackend(backend);
+    if (!be.ok()) return {Outcome::kFail, be.status().ToString()};
+    auto program = (*be)->Compile(*specialized);
+    if (!program.ok()) return Classify(program.status());
+    outputs = (*program)->Run(inputs);
+    stats.native += (*program)->native_nodes();
+    stats.fallback += (*program)->fallback_nodes();
+  }
   if (!outputs.ok()) return Classify(outputs.status());
   const auto output_files = SortedMatching(set, "output_");
   if (output_files.size() != outputs->size()) {
@@ -167,7 +206,8 @@ Result RunDataSet(const Graph& graph, const fs::path& set, const Tolerance& tol)
     if (!want.ok()) return {Outcome::kFail, want.status().ToString()};
     const std::string diff = Compare((*outputs)[k], want->tensor, tol);
     if (!diff.empty()) {
-      return {Outcome::kFail, set.filename().string() + " output " + std::to_string(k) + ": " + diff};
+      return {Outcome::kFail,
+              set.filename().string() + " output " + std::to_string(k) + ": " + diff};
     }
   }
   return {Outcome::kPass, ""};
@@ -211,6 +251,7 @@ int main(int argc, char** argv) {
   app.add_option("--write-expected", write_expected, "write the passing ids to this file");
   app.add_option("--logit-tolerance", tol.logit, "whole-model mode: max error / max |logit|");
   app.add_flag("--quiet", quiet, "print only failures and the summary");
+  app.add_option("--backend", backend, "reference (default) or cpu (oneDNN)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<std::pair<std::string, fs::path>> todo;
@@ -232,8 +273,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> passed_ids, regressions;
   int passed = 0, failed = 0, skipped = 0;
   for (const auto& [id, dir] : todo) {
+    const NodeStats before = stats;
     const Result r = RunCase(dir, tol);
-    const char* tag = r.outcome == Outcome::kPass ? "PASS" : r.outcome == Outcome::kFail ? "FAIL" : "SKIP";
+    const std::string split =
+        backend.empty() || backend == "reference"
+            ? ""
+            : " [" + std::to_string(stats.native - before.native) + " native, " +
+                  std::to_string(stats.fallback - before.fallback) + " fallback]";
+    const char* tag = r.outcome == Outcome::kPass   ? "PASS"
+                      : r.outcome == Outcome::kFail ? "FAIL"
+                                                    : "SKIP";
     if (r.outcome == Outcome::kPass) {
       ++passed;
       passed_ids.push_back(id);
@@ -242,14 +291,20 @@ int main(int argc, char** argv) {
       if (expected.count(id)) regressions.push_back(id + ": " + r.reason);
     }
     if (!quiet || r.outcome == Outcome::kFail) {
-      std::cout << tag << " " << id << (r.reason.empty() ? "" : ": " + r.reason) << "\n";
+      std::cout << tag << " " << id << split << (r.reason.empty() ? "" : ": " + r.reason)
+                << std::endl;
     }
   }
   if (!write_expected.empty()) {
     std::ofstream out(write_expected);
     out << "# ONNX backend cases that parnet's reference kernels pass; written by\n"
-        << "# parnet_onnx_conformance --write-expected. Every case listed here must keep passing.\n";
+        << "# parnet_onnx_conformance --write-expected. Every case listed here must keep "
+           "passing.\n";
     for (const auto& id : passed_ids) out << id << "\n";
+  }
+  if (!backend.empty() && backend != "reference") {
+    std::cout << "backend " << backend << ": " << stats.native << " nodes on its own kernels, "
+              << stats.fallback << " on reference fallbacks\n";
   }
   std::cout << "onnx conformance: " << passed << " passed, " << failed << " failed, " << skipped
             << " skipped (" << todo.size() << " cases)\n";

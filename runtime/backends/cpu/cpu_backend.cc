@@ -1,0 +1,221 @@
+#include "runtime/backends/cpu/cpu_backend.h"
+
+#include <cstring>
+
+#include "runtime/backends/cpu/cpu_compiler.h"
+#include "runtime/core/log_internal.h"
+
+namespace parnet::cpu {
+
+using dnnl::memory;
+
+dnnl::memory::dims Dims(const Shape& shape) {
+  if (shape.empty()) return {1};
+  return dnnl::memory::dims(shape.begin(), shape.end());
+}
+
+memory::desc PlainDesc(const Shape& shape) {
+  const memory::dims dims = Dims(shape);
+  memory::dims strides(dims.size(), 1);
+  for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i)
+    strides[i] = strides[i + 1] * dims[i + 1];
+  return memory::desc(dims, memory::data_type::f32, strides);
+}
+
+Compiler::Compiler(const Graph& graph, CpuProgram& program) : graph_(graph), program_(program) {
+  for (const Node& node : graph_.nodes) {
+    for (const std::string& in : node.inputs) {
+      if (!in.empty()) consumers_[in].push_back(&node);
+    }
+  }
+}
+
+int Compiler::Uses(const std::string& value) const {
+  auto it = consumers_.find(value);
+  int n = it == consumers_.end() ? 0 : static_cast<int>(it->second.size());
+  for (const std::string& out : graph_.outputs) n += out == value;
+  return n;
+}
+
+const std::vector<const Node*>& Compiler::Consumers(const std::string& value) const {
+  static const std::vector<const Node*> kNone;
+  auto it = consumers_.find(value);
+  return it == consumers_.end() ? kNone : it->second;
+}
+
+memory Compiler::ReorderNow(const memory& src, const memory::desc& desc) {
+  memory dst(desc, engine());
+  dnnl::reorder(src, dst).execute(program_.stream_, const_cast<memory&>(src), dst);
+  program_.stream_.wait();
+  return dst;
+}
+
+memory Compiler::Value(const std::string& name) {
+  auto it = values_.find(name);
+  if (it != values_.end()) return it->second;
+  // Constants become plain memories on first use; they live as long as the program.
+  const Tensor& t = graph_.constants.at(name);
+  assert(t.dtype() == DType::kFloat32 && "lowerings read only FP32 constants as memories");
+  memory m(PlainDesc(t.shape()), engine());
+  if (t.num_bytes() > 0) std::memcpy(m.get_data_handle(), t.raw_data(), t.num_bytes());
+  values_[name] = m;
+  return m;
+}
+
+memory Compiler::As(const std::string& name, const memory::desc& desc) {
+  memory src = Value(name);
+  if (src.get_desc() == desc) return src;
+  memory dst(desc, engine());
+  if (graph_.IsConstant(name)) return ReorderNow(src, desc);  // weights: once, at compile time
+  { AddPrimitive(dnnl::reorder(src, dst), {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}}); }
+  return dst;
+}
+
+memory Compiler::Plain(const std::string& name) {
+  auto cached = plain_cache_.find(name);
+  if (cached != plain_cache_.end()) return cached->second;
+  memory m = As(name, PlainDesc(graph_.FindType(name)->shape));
+  plain_cache_[name] = m;
+  return m;
+}
+
+void Compiler::AddPrimitive(dnnl::primitive p, std::unordered_map<int, memory> args) {
+  program_.steps_.push_back(
+      [p = std::move(p), args = std::move(args)](dnnl::stream& s) { p.execute(s, args); });
+}
+
+// Runs a node on its reference kernel over plain-layout memories. The step holds the memories
+// (not raw pointers): graph inputs are rebound to the caller's bytes on every run.
+Status Compiler::LowerFallback(const Node& node) {
+  std::vector<TensorType> in_types, out_types;
+  std::vector<memory> in_mems, out_mems;
+  std::vector<Tensor> in_consts;  // constants are read as they are (any element type)
+  for (const std::string& in : node.inputs) {
+    const bool constant = !in.empty() && graph_.IsConstant(in);
+    in_types.push_back(in.empty() ? TensorType{} : *graph_.FindType(in));
+    in_mems.push_back(in.empty() || constant ? memory() : Plain(in));
+    in_consts.push_back(constant ? graph_.constants.at(in) : Tensor());
+  }
+  for (const std::string& out : node.outputs) {
+    out_types.push_back(*graph_.FindType(out));
+    memory m(PlainDesc(out_types.back().shape), engine());
+    values_[out] = m;
+    out_mems.push_back(m);
+  }
+  program_.steps_.push_back([node, def = FindOp(node.op_type), in_types, out_types, in_mems,
+                             in_consts, out_mems, opset = graph_.opset](dnnl::stream& s) {
+    s.wait();  // the reference kernel reads what earlier primitives wrote
+    std::vector<Tensor> ins, outs;
+    OpContext ctx{node, opset, in_types, {}};
+    for (size_t i = 0; i < in_mems.size(); ++i) {
+      ins.push_back(in_mems[i] ? Tensor::Borrow(in_types[i].dtype, in_types[i].shape,
+                                                in_mems[i].get_data_handle())
+                               : in_consts[i]);
+    }
+    for (const Tensor& t : ins) ctx.in_values.push_back(t.defined() ? &t : nullptr);
+    for (size_t i = 0; i < out_mems.size(); ++i) {
+      outs.push_back(
+          Tensor::Borrow(out_types[i].dtype, out_types[i].shape, out_mems[i].get_data_handle()));
+    }
+    // Shapes were validated when the graph was specialized; a failure is a broken invariant.
+    [[maybe_unused]] Status st = def->run(ctx, outs);
+    assert(st.ok());
+  });
+  ++program_.fallback_nodes_;
+  Logger("cpu")->debug("{} runs on the reference kernel", node.Describe());
+  return Status::Ok();
+}
+
+Status Compiler::Lower(const Node& node) {
+  for (const std::string& name : node.inputs) {
+    if (!name.empty() && !graph_.IsConstant(name) &&
+        graph_.FindType(name)->dtype != DType::kFloat32) {
+      return Unimplemented(node.Describe() + ": input '" + name + "' is " +
+                           graph_.FindType(name)->ToString() +
+                           "; the cpu backend runs FP32 "
+                           "values at request time (integer shapes fold at load)");
+    }
+  }
+  for (const std::string& name : node.outputs) {
+    if (!name.empty() && NumElements(graph_.FindType(name)->shape) == 0) {
+      return Unimplemented(node.Describe() + ": output '" + name + "' has no elements");
+    }
+  }
+  try {
+    ASSIGN_OR_RETURN(bool lowered, LowerToDnnl(*this, node));
+    if (lowered) {
+      ++program_.native_nodes_;
+      return Status::Ok();
+    }
+  } catch (const dnnl::error& e) {
+    // oneDNN has no implementation for this combination: the reference kernel takes it.
+    Logger("cpu")->debug("{}: oneDNN declined ({}); using the reference kernel", node.Describe(),
+                         e.what());
+  }
+  return LowerFallback(node);
+}
+
+Status Compiler::Compile() {
+  for (const std::string& name : graph_.inputs) {
+    const TensorType& t = *graph_.FindType(name);
+    if (t.dtype != DType::kFloat32) {
+      return Unimplemented("input '" + name + "' is " + t.ToString() +
+                           "; the cpu backend takes FP32 inputs");
+    }
+    if (NumElements(t.shape) == 0) {
+      return Unimplemented("input '" + name + "' is " + t.ToString() + ": it has no elements");
+    }
+    memory m(PlainDesc(t.shape), engine());
+    program_.inputs_[name] = m;
+    values_[name] = m;
+    plain_cache_[name] = m;
+  }
+  for (const Node& node : graph_.nodes) {
+    if (fused_.count(&node)) continue;
+    RETURN_IF_ERROR(Lower(node));
+  }
+  for (const std::string& name : graph_.outputs) {
+    if (graph_.FindType(name)->dtype != DType::kFloat32) {
+      return Unimplemented("output '" + name + "' is " + graph_.FindType(name)->ToString() +
+                           "; the cpu backend returns FP32 outputs");
+    }
+    program_.outputs_.push_back({name, graph_.FindType(name)->shape, Plain(name)});
+  }
+  for (const auto& [name, m] : values_) program_.keep_alive_.push_back(m);
+  for (const auto& [name, m] : plain_cache_) program_.keep_alive_.push_back(m);
+  return Status::Ok();
+}
+
+StatusOr<std::vector<Tensor>> CpuProgram::Run(const std::map<std::string, Tensor>& inputs) {
+  try {
+    for (auto& [name, mem] : inputs_) {
+      const Tensor& t = inputs.at(name);
+      std::memcpy(mem.get_data_handle(), t.raw_data(), t.num_bytes());
+    }
+    for (Step& step : steps_) step(stream_);
+    stream_.wait();
+  } catch (const dnnl::error& e) {
+    return Internal(std::string("oneDNN failed while running: ") + e.what());
+  }
+  std::vector<Tensor> outputs;
+  for (const auto& out : outputs_) {
+    Tensor t(DType::kFloat32, out.shape);
+    if (t.num_bytes() > 0) std::memcpy(t.raw_data(), out.mem.get_data_handle(), t.num_bytes());
+    outputs.push_back(std::move(t));
+  }
+  return outputs;
+}
+
+StatusOr<std::unique_ptr<CompiledGraph>> CpuBackend::Compile(const Graph& graph) {
+  assert(graph.specialized);
+  auto program = std::make_unique<CpuProgram>();
+  Compiler compiler(graph, *program);
+  try {
+    RETURN_IF_ERROR(compiler.Compile());
+  } catch (const dnnl::error& e) {
+    return Internal(std::string("oneDNN failed while compiling: ") + e.what());
+  }
+  return std::unique_ptr<CompiledGraph>(std::move(program));
+}
+
+}  // namespace parnet::cpu

@@ -1,0 +1,90 @@
+// Internal to the CPU backend: the compiler that lowers a specialized graph to a list of steps
+// (oneDNN primitives, reorders, reference fallbacks) over dnnl::memory objects.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "runtime/backends/backend.h"
+#include "runtime/graph/ops.h"
+
+namespace parnet::cpu {
+
+using Step = std::function<void(dnnl::stream&)>;
+
+// Plain (row-major) descriptor of an FP32 tensor; a scalar becomes [1].
+dnnl::memory::desc PlainDesc(const Shape& shape);
+dnnl::memory::dims Dims(const Shape& shape);
+
+class CpuProgram : public CompiledGraph {
+ public:
+  StatusOr<std::vector<Tensor>> Run(const std::map<std::string, Tensor>& inputs) override;
+  int64_t native_nodes() const override { return native_nodes_; }
+  int64_t fallback_nodes() const override { return fallback_nodes_; }
+
+ private:
+  friend class Compiler;
+  dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream_{engine_};
+  // Plain memories that the caller's input bytes are copied into on every run; owning them keeps
+  // every handle stable, so views and steps can be built once at compile time.
+  std::map<std::string, dnnl::memory> inputs_;
+  struct Output {
+    std::string name;
+    Shape shape;
+    dnnl::memory mem;  // plain
+  };
+  std::vector<Output> outputs_;
+  std::vector<Step> steps_;
+  // Every named memory of the compile: views made at compile time (aliases, broadcast operands,
+  // biases) point into these buffers by address, so they must live as long as the program.
+  std::vector<dnnl::memory> keep_alive_;
+  int64_t native_nodes_ = 0;
+  int64_t fallback_nodes_ = 0;
+};
+
+class Compiler {
+ public:
+  Compiler(const Graph& graph, CpuProgram& program);
+  Status Compile();
+
+  // ---- used by the op lowerings (cpu_lowering.cc) ----
+  const Graph& graph() const { return graph_; }
+  const dnnl::engine& engine() const { return program_.engine_; }
+  // The current memory of a runtime value, or a constant as plain memory.
+  dnnl::memory Value(const std::string& name);
+  // The value in plain layout, adding a reorder step when its layout is not plain.
+  dnnl::memory Plain(const std::string& name);
+  // The value reordered to `desc` (a step when it differs); constants reorder once, now.
+  dnnl::memory As(const std::string& name, const dnnl::memory::desc& desc);
+  void Define(const std::string& name, dnnl::memory memory) { values_[name] = std::move(memory); }
+  void AddPrimitive(dnnl::primitive p, std::unordered_map<int, dnnl::memory> args);
+  // How many nodes read `value` (graph outputs count as readers).
+  int Uses(const std::string& value) const;
+  // The nodes reading `value` (graph outputs not included).
+  const std::vector<const Node*>& Consumers(const std::string& value) const;
+  // Reorders `src` into a new memory of `desc` right now (weights at compile time).
+  dnnl::memory ReorderNow(const dnnl::memory& src, const dnnl::memory::desc& desc);
+  void MarkFused(const Node& node) { fused_.insert(&node); }
+
+ private:
+  Status LowerFallback(const Node& node);
+  Status Lower(const Node& node);
+
+  const Graph& graph_;
+  CpuProgram& program_;
+  std::map<std::string, dnnl::memory> values_;
+  std::map<std::string, dnnl::memory> plain_cache_;
+  std::map<std::string, std::vector<const Node*>> consumers_;
+  std::set<const Node*> fused_;
+};
+
+// Lowers one node to oneDNN. Returns false (and adds nothing) when oneDNN does not cover this
+// node; the compiler then runs it on the reference kernel. May fuse and MarkFused() consumers.
+StatusOr<bool> LowerToDnnl(Compiler& c, const Node& node);
+
+}  // namespace parnet::cpu

@@ -1,0 +1,127 @@
+#include "runtime/exec/engine.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+#include "runtime/backends/registry.h"
+#include "runtime/core/log_internal.h"
+#include "runtime/graph/input_rules.h"
+#include "runtime/graph/onnx_import.h"
+#include "runtime/graph/specialize.h"
+
+namespace parnet {
+
+struct Engine::Compiled {
+  std::map<std::string, Shape> shapes;
+  Graph graph;  // specialized for `shapes`
+  std::unique_ptr<CompiledGraph> program;
+};
+
+Engine::Engine(Graph model, EngineOptions options, std::unique_ptr<Backend> backend)
+    : model_(std::move(model)), options_(std::move(options)), backend_(std::move(backend)) {}
+
+Engine::~Engine() = default;
+
+StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path,
+                                               const EngineOptions& options) {
+  ASSIGN_OR_RETURN(Graph model, LoadOnnxModel(model_path));
+  return Create(std::move(model), options);
+}
+
+StatusOr<std::unique_ptr<Engine>> Engine::Create(Graph model, const EngineOptions& options) {
+  if (model.specialized) {
+    return InvalidArgument("Engine::Create takes the imported model, not a specialized graph");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, CreateBackend(options.backend));
+  if (options.threads < 0) {
+    return InvalidArgument("threads must be >= 0 (0 keeps the OpenMP default), got " +
+                           std::to_string(options.threads));
+  }
+  if (options.threads > 0) omp_set_num_threads(options.threads);
+  return std::unique_ptr<Engine>(new Engine(std::move(model), options, std::move(backend)));
+}
+
+Status Engine::CheckInputShape(const std::string& name, DType dtype, const Shape& shape) const {
+  const TensorType* want = model_.FindType(name);
+  if (want == nullptr ||
+      std::find(model_.inputs.begin(), model_.inputs.end(), name) == model_.inputs.end()) {
+    std::string names;
+    for (const auto& n : model_.inputs) names += (names.empty() ? "'" : ", '") + n + "'";
+    return InvalidArgument("'" + name + "' is not an input of the model; its inputs: " + names);
+  }
+  const std::string head = "input '" + name + "': expected " + want->ToString() +
+                           " (? = any), got " + TypeToString(dtype, shape);
+  if (dtype != want->dtype)
+    return InvalidArgument(head + "; convert the data to " + DTypeName(want->dtype));
+  if (shape.size() != want->shape.size()) {
+    return InvalidArgument(head + "; the rank must be " + std::to_string(want->shape.size()));
+  }
+  if (!shape.empty() && shape[0] < 1)
+    return InvalidArgument(head + "; the batch size must be >= 1");
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] < 1 || (want->shape[d] >= 0 && want->shape[d] != shape[d])) {
+      return InvalidArgument(head + "; dimension " + std::to_string(d) + " must be " +
+                             (want->shape[d] >= 0 ? std::to_string(want->shape[d]) : ">= 1"));
+    }
+  }
+  const SpatialRule rule = SpatialRuleFor(model_, name);
+  if (shape.size() == 4 && (shape[2] % rule.multiple_h != 0 || shape[3] % rule.multiple_w != 0)) {
+    const int64_t m = rule.multiple_h;
+    return InvalidArgument(head + "; this model needs H divisible by " + std::to_string(m) +
+                           " and W divisible by " + std::to_string(rule.multiple_w) +
+                           " (its strides multiply to that), e.g. " + std::to_string(m * 7) + "x" +
+                           std::to_string(rule.multiple_w * 7) + " or " + std::to_string(m * 8) +
+                           "x" + std::to_string(rule.multiple_w * 8));
+  }
+  return Status::Ok();
+}
+
+StatusOr<Engine::Compiled*> Engine::GetOrCompile(const std::map<std::string, Shape>& shapes) {
+  for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+    if ((*it)->shapes == shapes) {
+      std::rotate(it, it + 1, cache_.end());  // most recently used last
+      return cache_.back().get();
+    }
+  }
+  SpecializeOptions spec;
+  spec.input_shapes = shapes;
+  auto entry = std::make_unique<Compiled>();
+  entry->shapes = shapes;
+  ASSIGN_OR_RETURN(entry->graph, Specialize(model_, spec));
+  ASSIGN_OR_RETURN(entry->program, backend_->Compile(entry->graph));
+  last_split_ = {entry->program->native_nodes(), entry->program->fallback_nodes()};
+  Logger("exec")->info("compiled for new input shapes on {}: {} nodes native, {} on fallback",
+                       backend_->name(), last_split_.first, last_split_.second);
+  if (cache_.size() >= std::max<size_t>(options_.max_cached_shapes, 1))
+    cache_.erase(cache_.begin());
+  cache_.push_back(std::move(entry));
+  return cache_.back().get();
+}
+
+Status Engine::Prepare(const std::map<std::string, Shape>& shapes) {
+  for (const auto& [name, shape] : shapes) {
+    RETURN_IF_ERROR(CheckInputShape(name, input_type(name).dtype, shape));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  return GetOrCompile(shapes).status();
+}
+
+StatusOr<std::vector<Tensor>> Engine::Run(const std::map<std::string, Tensor>& inputs) {
+  std::map<std::string, Shape> shapes;
+  for (const auto& [name, t] : inputs) {
+    RETURN_IF_ERROR(CheckInputShape(name, t.dtype(), t.shape()));
+    shapes[name] = t.shape();
+  }
+  for (const std::string& name : model_.inputs) {
+    if (!inputs.count(name)) {
+      return InvalidArgument("input '" + name + "' (" + input_type(name).ToString() +
+                             ") is missing");
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(Compiled * compiled, GetOrCompile(shapes));
+  return compiled->program->Run(inputs);
+}
+
+}  // namespace parnet

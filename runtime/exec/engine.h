@@ -1,0 +1,68 @@
+// Engine: the public entry point for running a model.
+//
+//   auto engine = parnet::Engine::Load("model.onnx");          // StatusOr<unique_ptr<Engine>>
+//   auto logits = (*engine)->Run({{"input", images}});          // StatusOr<vector<Tensor>>
+//
+// The Engine checks every request against the model (names, element types, ranks, batch >= 1,
+// and the spatial sizes the graph's strides allow), specializes the model for each new set of
+// input shapes, compiles it on its backend and caches the result, so that repeated shapes pay
+// nothing but the run. Thread-safe: concurrent Run() calls are serialized.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "runtime/core/status.h"
+#include "runtime/core/tensor.h"
+#include "runtime/graph/graph.h"
+
+namespace parnet {
+
+class Backend;
+class CompiledGraph;
+
+struct EngineOptions {
+  std::string backend = "cpu";   // "cpu" (oneDNN), or "reference" (the naive oracle kernels)
+  int threads = 0;               // OpenMP threads for the backend; 0 keeps the runtime's default
+  size_t max_cached_shapes = 8;  // compiled programs kept (least recently used dropped)
+};
+
+class Engine {
+ public:
+  static StatusOr<std::unique_ptr<Engine>> Load(const std::string& model_path,
+                                                const EngineOptions& options = {});
+  static StatusOr<std::unique_ptr<Engine>> Create(Graph model, const EngineOptions& options = {});
+  ~Engine();
+
+  // Runs the model on `inputs` (by input name); returns the outputs in model order.
+  StatusOr<std::vector<Tensor>> Run(const std::map<std::string, Tensor>& inputs);
+  // Compiles for these input shapes now (warm-up), so the first Run() with them is fast.
+  Status Prepare(const std::map<std::string, Shape>& shapes);
+
+  const std::vector<std::string>& input_names() const { return model_.inputs; }
+  const std::vector<std::string>& output_names() const { return model_.outputs; }
+  // The declared type of an input (dimensions of -1 are dynamic).
+  const TensorType& input_type(const std::string& name) const { return *model_.FindType(name); }
+  // Why a shape would be refused, or OK; also used by Run().
+  Status CheckInputShape(const std::string& name, DType dtype, const Shape& shape) const;
+  const std::string& backend_name() const { return options_.backend; }
+  // Nodes of the last compiled program on the backend's own kernels / on reference fallbacks.
+  std::pair<int64_t, int64_t> last_node_split() const { return last_split_; }
+
+ private:
+  struct Compiled;
+  Engine(Graph model, EngineOptions options, std::unique_ptr<Backend> backend);
+  StatusOr<Compiled*> GetOrCompile(const std::map<std::string, Shape>& shapes);
+
+  Graph model_;
+  EngineOptions options_;
+  std::unique_ptr<Backend> backend_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Compiled>> cache_;  // most recently used last
+  std::pair<int64_t, int64_t> last_split_{0, 0};
+};
+
+}  // namespace parnet
