@@ -45,6 +45,15 @@ class ModelBuilder {
     for (int64_t v : values) t->add_int64_data(v);
     return *this;
   }
+  ModelBuilder& FloatInitializer(const std::string& name, std::vector<int64_t> dims,
+                                 const std::vector<float>& values) {
+    auto* t = model_.mutable_graph()->add_initializer();
+    t->set_name(name);
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    for (int64_t d : dims) t->add_dims(d);
+    for (float v : values) t->add_float_data(v);
+    return *this;
+  }
   static void SetAttr(onnx::NodeProto& node, const std::string& key, const std::string& value) {
     auto* a = node.add_attribute();
     a->set_name(key);
