@@ -31,6 +31,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // Where it runs, for benchmark reports: library versions, the instruction set chosen, ...
+  virtual std::string Describe() const { return name(); }
   // REQUIRES: graph.specialized. The graph must outlive nothing: the result owns what it needs.
   virtual StatusOr<std::unique_ptr<CompiledGraph>> Compile(const Graph& graph) = 0;
 };

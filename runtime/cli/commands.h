@@ -11,6 +11,7 @@ struct InspectOptions {
   std::string model;
   std::vector<std::string> shapes;  // "name=1,3,224,224"
   bool summary_only = false;
+  bool blocks = false;  // group nodes by the module path in their names (torch exports)
 };
 int RunInspect(const InspectOptions& options);
 
@@ -44,7 +45,26 @@ struct EvalOptions {
   int threads = 0;
   int batch = 256;
   int limit = 0;  // 0: the whole test set
+  int show = 0;   // print the predictions for the first N images
 };
 int RunEval(const EvalOptions& options);
+
+}  // namespace parnet::cli
+
+namespace parnet::cli {
+
+struct BenchOptions {
+  std::string model;
+  std::vector<int> batches = {1, 8};
+  int size = 0;  // H = W for dynamic spatial dims; 0: the model's own, else 224
+  std::string backend = "cpu";
+  int threads = 0;
+  int warmup = 3;
+  double seconds = 5.0;  // per case, after warm-up
+  int min_iters = 10;
+  std::string csv;
+  std::string json;
+};
+int RunBench(const BenchOptions& options);
 
 }  // namespace parnet::cli

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -93,6 +94,25 @@ std::vector<std::string> DefaultLabels(const EvalOptions& options) {
   return labels;
 }
 
+std::string LabelOf(int64_t c, const std::vector<std::string>& labels) {
+  return c < static_cast<int64_t>(labels.size()) ? labels[c] : "class " + std::to_string(c);
+}
+
+void PrintSamples(const std::vector<float>& logits, int64_t classes, const Tensor& truth,
+                  int64_t count, const std::vector<std::string>& labels) {
+  std::printf("\nfirst %lld test images:\n", static_cast<long long>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    const float* row = logits.data() + i * classes;
+    const int64_t pred = std::max_element(row, row + classes) - row;
+    double sum = 0;
+    for (int64_t j = 0; j < classes; ++j) sum += std::exp(row[j] - row[pred]);
+    const int64_t t = truth.data<uint8_t>()[i];
+    std::printf("  image %4lld: predicted %-12s (p=%.3f)  true %-12s %s\n",
+                static_cast<long long>(i), LabelOf(pred, labels).c_str(), 1.0 / sum,
+                LabelOf(t, labels).c_str(), pred == t ? "ok" : "WRONG");
+  }
+}
+
 void PrintConfusion(const std::vector<std::vector<int64_t>>& m,
                     const std::vector<std::string>& labels) {
   const size_t k = m.size();
@@ -171,6 +191,7 @@ Status Eval(const EvalOptions& options) {
   std::printf("top-1 accuracy: %.2f%% (%lld / %lld)\n", 100.0 * correct / total,
               static_cast<long long>(correct), static_cast<long long>(total));
   PrintConfusion(confusion, labels);
+  PrintSamples(all_logits, classes, data.labels, std::min<int64_t>(options.show, total), labels);
   std::printf("\nspeed: %.1f images/s (%lld images, batch %d, %.2f s in the engine, backend %s)\n",
               total / seconds, static_cast<long long>(total), options.batch, seconds,
               options.backend.c_str());

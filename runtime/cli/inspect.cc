@@ -76,6 +76,39 @@ void PrintNodes(const Graph& g) {
   }
 }
 
+// torch.onnx.export names nodes by module path ("/streams.0/streams.0.1/block/rbr_dense/Conv").
+// A block is the path up to its second component ("/streams.0/streams.0.1"); nodes without a
+// path form their own group.
+std::string BlockOf(const std::string& node_name) {
+  if (node_name.empty() || node_name[0] != '/') return "(top level)";
+  const size_t second = node_name.find('/', 1);
+  if (second == std::string::npos) return "(top level)";
+  const size_t third = node_name.find('/', second + 1);
+  return third == std::string::npos ? node_name.substr(0, second) : node_name.substr(0, third);
+}
+
+void PrintBlocks(const Graph& g) {
+  struct Block {
+    std::map<std::string, int> ops;
+    std::string output;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Block> blocks;
+  for (const Node& node : g.nodes) {
+    const std::string name = BlockOf(node.name);
+    if (!blocks.count(name)) order.push_back(name);
+    Block& b = blocks[name];
+    ++b.ops[node.op_type];
+    b.output = g.FindType(node.outputs[0])->ToString();
+  }
+  std::printf("\n%-34s %-22s %s\n", "block", "output", "ops");
+  for (const std::string& name : order) {
+    std::string ops;
+    for (const auto& [op, n] : blocks[name].ops) ops += op + "x" + std::to_string(n) + " ";
+    std::printf("%-34s %-22s %s\n", name.c_str(), blocks[name].output.c_str(), ops.c_str());
+  }
+}
+
 }  // namespace
 
 int RunInspect(const InspectOptions& options) {
@@ -113,6 +146,7 @@ int RunInspect(const InspectOptions& options) {
     std::printf("  %-20s %5lld -> %lld\n", op.c_str(), static_cast<long long>(count),
                 static_cast<long long>(it == stats.ops_by_type.end() ? 0 : it->second));
   }
+  if (options.blocks) PrintBlocks(*specialized);
   if (!options.summary_only) PrintNodes(*specialized);
   std::cout << "\nparameters: " << stats.parameters << " (" << Human(stats.parameters) << ")\n";
   std::cout << "FLOPs: " << stats.flops() << " (" << Human(static_cast<double>(stats.flops()))

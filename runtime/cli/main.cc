@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
                           "Input shape as name=N,C,H,W (repeatable); dynamic N defaults to 1 and "
                           "dynamic H, W of an image input to 224");
   inspect_cmd->add_flag("--summary", inspect.summary_only, "Omit the per-node table");
+  inspect_cmd->add_flag("--blocks", inspect.blocks,
+                        "Group nodes into blocks by the module path in their names");
 
   parnet::cli::RunOptions run;
   CLI::App* run_cmd =
@@ -52,6 +54,26 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   eval_cmd->add_option("--batch", eval.batch, "Images per run")->capture_default_str();
   eval_cmd->add_option("--limit", eval.limit, "Evaluate only the first N images (0: all)");
+  eval_cmd->add_option("--show", eval.show, "Print the predicted labels of the first N images");
+
+  parnet::cli::BenchOptions bench;
+  CLI::App* bench_cmd = app.add_subcommand("bench", "Latency percentiles, throughput and GFLOP/s");
+  bench_cmd->add_option("--model,-m", bench.model, "ONNX model file")->required();
+  bench_cmd->add_option("--batch", bench.batches, "Batch sizes, e.g. 1,8")
+      ->delimiter(',')
+      ->capture_default_str();
+  bench_cmd->add_option("--size", bench.size, "H = W for dynamic spatial dims (default 224)");
+  bench_cmd->add_option("--backend", bench.backend, "cpu (oneDNN) or reference")
+      ->capture_default_str();
+  bench_cmd->add_option("--threads", bench.threads, "Threads (0: OpenMP default)")
+      ->capture_default_str();
+  bench_cmd->add_option("--warmup", bench.warmup, "Untimed runs per case")->capture_default_str();
+  bench_cmd->add_option("--seconds", bench.seconds, "Timed seconds per case")
+      ->capture_default_str();
+  bench_cmd->add_option("--min-iters", bench.min_iters, "Timed runs at least")
+      ->capture_default_str();
+  bench_cmd->add_option("--csv", bench.csv, "Write the results as CSV");
+  bench_cmd->add_option("--json", bench.json, "Write the results (with every latency) as JSON");
 
   CLI11_PARSE(app, argc, argv);
   if (auto status = parnet::SetLogLevel(log_level); !status.ok()) {
@@ -61,5 +83,6 @@ int main(int argc, char** argv) {
   if (inspect_cmd->parsed()) return parnet::cli::RunInspect(inspect);
   if (run_cmd->parsed()) return parnet::cli::RunRun(run);
   if (eval_cmd->parsed()) return parnet::cli::RunEval(eval);
+  if (bench_cmd->parsed()) return parnet::cli::RunBench(bench);
   return 2;
 }

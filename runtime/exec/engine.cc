@@ -99,6 +99,14 @@ StatusOr<Engine::Compiled*> Engine::GetOrCompile(const std::map<std::string, Sha
   return cache_.back().get();
 }
 
+std::string Engine::backend_description() const { return backend_->Describe(); }
+
+StatusOr<Graph> Engine::SpecializedFor(const std::map<std::string, Shape>& shapes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(Compiled * compiled, GetOrCompile(shapes));
+  return compiled->graph;
+}
+
 Status Engine::Prepare(const std::map<std::string, Shape>& shapes) {
   for (const auto& [name, shape] : shapes) {
     RETURN_IF_ERROR(CheckInputShape(name, input_type(name).dtype, shape));

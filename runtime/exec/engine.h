@@ -49,6 +49,10 @@ class Engine {
   // Why a shape would be refused, or OK; also used by Run().
   Status CheckInputShape(const std::string& name, DType dtype, const Shape& shape) const;
   const std::string& backend_name() const { return options_.backend; }
+  // The backend's own description (library versions, instruction set).
+  std::string backend_description() const;
+  // The model specialized for `shapes`, as the last Prepare()/Run() with them compiled it.
+  StatusOr<Graph> SpecializedFor(const std::map<std::string, Shape>& shapes);
   // Nodes of the last compiled program on the backend's own kernels / on reference fallbacks.
   std::pair<int64_t, int64_t> last_node_split() const { return last_split_; }
 

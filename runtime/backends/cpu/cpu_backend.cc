@@ -206,6 +206,37 @@ StatusOr<std::vector<Tensor>> CpuProgram::Run(const std::map<std::string, Tensor
   return outputs;
 }
 
+std::string CpuBackend::Describe() const {
+  const dnnl::version_t* v = dnnl::version();
+  std::string isa;
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core_amx:
+      isa = "avx512_core_amx";
+      break;
+    case dnnl::cpu_isa::avx512_core_bf16:
+      isa = "avx512_core_bf16";
+      break;
+    case dnnl::cpu_isa::avx512_core_vnni:
+      isa = "avx512_core_vnni";
+      break;
+    case dnnl::cpu_isa::avx512_core:
+      isa = "avx512_core";
+      break;
+    case dnnl::cpu_isa::avx2_vnni:
+      isa = "avx2_vnni";
+      break;
+    case dnnl::cpu_isa::avx2:
+      isa = "avx2";
+      break;
+    default:
+      isa = "other";
+      break;
+  }
+  return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+         std::to_string(v->patch) + " (" + v->hash + "), cpu runtime " +
+         (v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other") + ", ISA " + isa;
+}
+
 StatusOr<std::unique_ptr<CompiledGraph>> CpuBackend::Compile(const Graph& graph) {
   assert(graph.specialized);
   auto program = std::make_unique<CpuProgram>();

@@ -10,6 +10,7 @@ namespace parnet::cpu {
 class CpuBackend : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+  std::string Describe() const override;
   StatusOr<std::unique_ptr<CompiledGraph>> Compile(const Graph& graph) override;
 };
 

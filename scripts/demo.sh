@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job on the shipped model, from a fresh Debian 12 machine: installs what is needed,
+# builds parnet, shows the model's structure, evaluates it on the Fashion-MNIST test set (accuracy,
+# confusion matrix, images/s) and prints a few test images with their predicted labels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=deploy/models/parnet-fmnist/1/model.onnx
+
+bash scripts/setup.sh
+cmake -G Ninja -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build -j"${JOBS:-2}" parnet >/dev/null
+PARNET=build/runtime/cli/parnet
+
+echo "=== the shipped model: $MODEL"
+"$PARNET" inspect --model "$MODEL" --summary --blocks
+echo
+echo "=== Fashion-MNIST test set (10,000 images) on this CPU with oneDNN"
+"$PARNET" eval --model "$MODEL" --dataset fashion-mnist --show 8
