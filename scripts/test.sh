@@ -31,7 +31,7 @@ demo_check() {
 }
 phase demo demo_check
 phase asan-configure cmake -G Ninja -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPARNET_SANITIZE=ON
-phase asan-build ninja -C build-asan -j"$JOBS" parnet graph_test core_test io_test exec_test parnet_onnx_conformance
+phase asan-build ninja -C build-asan -j"$JOBS" parnet graph_test core_test io_test exec_test passes_test parnet_onnx_conformance
 # detect_leaks=0: libgomp keeps its thread pool alive at exit, which LeakSanitizer reports.
 phase asan-test env ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
   ctest --test-dir build-asan -L asan -j"$JOBS" --output-on-failure

@@ -8,6 +8,7 @@
 #include "runtime/core/log_internal.h"
 #include "runtime/graph/input_rules.h"
 #include "runtime/graph/onnx_import.h"
+#include "runtime/graph/passes.h"
 #include "runtime/graph/specialize.h"
 
 namespace parnet {
@@ -89,6 +90,7 @@ StatusOr<Engine::Compiled*> Engine::GetOrCompile(const std::map<std::string, Sha
   auto entry = std::make_unique<Compiled>();
   entry->shapes = shapes;
   ASSIGN_OR_RETURN(entry->graph, Specialize(model_, spec));
+  if (options_.optimize) RETURN_IF_ERROR(Optimize(entry->graph).status());
   ASSIGN_OR_RETURN(entry->program, backend_->Compile(entry->graph));
   last_split_ = {entry->program->native_nodes(), entry->program->fallback_nodes()};
   Logger("exec")->info("compiled for new input shapes on {}: {} nodes native, {} on fallback",

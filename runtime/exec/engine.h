@@ -28,6 +28,7 @@ struct EngineOptions {
   std::string backend = "cpu";   // "cpu" (oneDNN), or "reference" (the naive oracle kernels)
   int threads = 0;               // OpenMP threads for the backend; 0 keeps the runtime's default
   size_t max_cached_shapes = 8;  // compiled programs kept (least recently used dropped)
+  bool optimize = true;          // graph passes (passes.h): BN folding, re-parameterization
 };
 
 class Engine {

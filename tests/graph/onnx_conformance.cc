@@ -24,6 +24,7 @@
 #include "runtime/graph/kernel_util.h"
 #include "runtime/graph/onnx_import.h"
 #include "runtime/graph/ops.h"
+#include "runtime/graph/passes.h"
 #include "runtime/graph/specialize.h"
 
 namespace fs = std::filesystem;
@@ -147,8 +148,11 @@ Result Classify(const Status& s) {
 struct NodeStats {
   int64_t native = 0;    // nodes the backend ran on its own kernels
   int64_t fallback = 0;  // nodes it ran on reference fallbacks
+  int64_t folded = 0;    // BatchNormalizations folded into convolutions (--optimize)
+  int64_t merged = 0;    // 3x3 + 1x1 convolution pairs re-parameterized (--optimize)
 };
-std::string backend;  // from --backend; empty or "reference" = the reference interpreter
+std::string backend;    // from --backend; empty or "reference" = the reference interpreter
+bool optimize = false;  // from --optimize: run the graph passes after Specialize()
 NodeStats stats;
 
 // Runs one test data set; an empty string means it matched.
@@ -183,6 +187,12 @@ Result RunDataSet(const Graph& graph, const fs::path& set, const Tolerance& tol)
   for (const auto& [name, t] : options.constant_inputs) inputs.erase(name);
   auto specialized = Specialize(graph, options);
   if (!specialized.ok()) return Classify(specialized.status());
+  if (optimize) {
+    auto report = Optimize(*specialized);
+    if (!report.ok()) return {Outcome::kFail, report.status().ToString()};
+    stats.folded += report->batchnorms_folded;
+    stats.merged += report->conv_pairs_merged;
+  }
   StatusOr<std::vector<Tensor>> outputs = Internal("not run");
   if (backend.empty() || backend == "reference") {
     outputs = RunSpecialized(*specialized, inputs);
@@ -252,6 +262,7 @@ int main(int argc, char** argv) {
   app.add_option("--logit-tolerance", tol.logit, "whole-model mode: max error / max |logit|");
   app.add_flag("--quiet", quiet, "print only failures and the summary");
   app.add_option("--backend", backend, "reference (default) or cpu (oneDNN)");
+  app.add_flag("--optimize", optimize, "run the graph passes (BN folding, re-parameterization)");
   CLI11_PARSE(app, argc, argv);
 
   std::vector<std::pair<std::string, fs::path>> todo;
@@ -305,6 +316,10 @@ int main(int argc, char** argv) {
   if (!backend.empty() && backend != "reference") {
     std::cout << "backend " << backend << ": " << stats.native << " nodes on its own kernels, "
               << stats.fallback << " on reference fallbacks\n";
+  }
+  if (optimize) {
+    std::cout << "graph passes: " << stats.folded << " BatchNormalizations folded, " << stats.merged
+              << " conv pairs merged\n";
   }
   std::cout << "onnx conformance: " << passed << " passed, " << failed << " failed, " << skipped
             << " skipped (" << todo.size() << " cases)\n";

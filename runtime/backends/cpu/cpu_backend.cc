@@ -62,9 +62,29 @@ memory Compiler::Value(const std::string& name) {
   return m;
 }
 
+// True when two descriptors put every element at the same byte offset: both unblocked, same
+// dims, and equal strides along every dimension longer than 1. ([N,C,1,1] in NHWC and in NCHW
+// are such a pair: the SE gates of ParNet need no reorder between them.)
+bool SameBytes(const memory::desc& a, const memory::desc& b) {
+  const dnnl_memory_desc_t &x = a.data, &y = b.data;
+  if (x.format_kind != dnnl_blocked || y.format_kind != dnnl_blocked || x.ndims != y.ndims ||
+      x.data_type != y.data_type || x.format_desc.blocking.inner_nblks != 0 ||
+      y.format_desc.blocking.inner_nblks != 0 || x.offset0 != y.offset0) {
+    return false;
+  }
+  for (int i = 0; i < x.ndims; ++i) {
+    if (x.dims[i] != y.dims[i] || x.padded_dims[i] != y.padded_dims[i]) return false;
+    if (x.dims[i] > 1 && x.format_desc.blocking.strides[i] != y.format_desc.blocking.strides[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
 memory Compiler::As(const std::string& name, const memory::desc& desc) {
   memory src = Value(name);
   if (src.get_desc() == desc) return src;
+  if (SameBytes(src.get_desc(), desc)) return memory(desc, engine(), src.get_data_handle());
   memory dst(desc, engine());
   if (graph_.IsConstant(name)) return ReorderNow(src, desc);  // weights: once, at compile time
   { AddPrimitive(dnnl::reorder(src, dst), {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}}); }

@@ -1,0 +1,124 @@
+// Each graph pass must leave the outputs unchanged (compared on the reference kernels) while
+// removing the nodes it promises to remove.
+#include "runtime/graph/passes.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "runtime/graph/interpreter.h"
+#include "runtime/graph/onnx_import.h"
+#include "runtime/graph/specialize.h"
+#include "tests/graph/model_builder.h"
+
+namespace parnet {
+namespace {
+
+using testing::ModelBuilder;
+constexpr int kFloat = onnx::TensorProto::FLOAT;
+
+std::vector<float> RandomValues(int64_t n, std::mt19937& rng, float lo, float hi) {
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+void AddBn(ModelBuilder& b, const std::string& prefix, int64_t c, std::mt19937& rng) {
+  b.FloatInitializer(prefix + "_g", {c}, RandomValues(c, rng, 0.5f, 1.5f));
+  b.FloatInitializer(prefix + "_b", {c}, RandomValues(c, rng, -0.3f, 0.3f));
+  b.FloatInitializer(prefix + "_m", {c}, RandomValues(c, rng, -0.3f, 0.3f));
+  b.FloatInitializer(prefix + "_v", {c}, RandomValues(c, rng, 0.5f, 2.0f));
+}
+
+// A RepVGG-style block: BN(Conv3x3(x)) + BN(Conv1x1(pool?(x))), then Relu. With `downsample`
+// the 3x3 has stride 2 and the 1x1 reads AvgPool 2x2/2 of x behind a zero Pad, as torch exports.
+Graph Block(bool downsample, int64_t groups) {
+  std::mt19937 rng(downsample ? 11 : 7);
+  const int64_t c = 4, m = 6;
+  ModelBuilder b;
+  b.Input("x", kFloat, {1, c, 8, 8})
+      .Output("y", kFloat, {1, m, downsample ? 4 : 8, downsample ? 4 : 8});
+  b.FloatInitializer("w3", {m, c / groups, 3, 3}, RandomValues(m * c / groups * 9, rng, -1, 1));
+  b.FloatInitializer("w1", {m, c / groups, 1, 1}, RandomValues(m * c / groups, rng, -1, 1));
+  AddBn(b, "bn3", m, rng);
+  AddBn(b, "bn1", m, rng);
+  auto& c3 = b.Node("Conv", {"x", "w3"}, {"d"}, "dense");
+  ModelBuilder::SetAttr(c3, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  ModelBuilder::SetAttr(c3, "group", groups);
+  std::string small_in = "x";
+  if (downsample) {
+    ModelBuilder::SetAttr(c3, "strides", std::vector<int64_t>{2, 2});
+    b.Int64Initializer("zero_pads", {0, 0, 0, 0, 0, 0, 0, 0});
+    b.Node("Pad", {"x", "zero_pads"}, {"xp"});
+    auto& pool = b.Node("AveragePool", {"xp"}, {"xa"});
+    ModelBuilder::SetAttr(pool, "kernel_shape", std::vector<int64_t>{2, 2});
+    ModelBuilder::SetAttr(pool, "strides", std::vector<int64_t>{2, 2});
+    small_in = "xa";
+  }
+  auto& c1 = b.Node("Conv", {small_in, "w1"}, {"o"}, "one");
+  ModelBuilder::SetAttr(c1, "group", groups);
+  b.Node("BatchNormalization", {"d", "bn3_g", "bn3_b", "bn3_m", "bn3_v"}, {"dn"});
+  b.Node("BatchNormalization", {"o", "bn1_g", "bn1_b", "bn1_m", "bn1_v"}, {"on"});
+  b.Node("Add", {"dn", "on"}, {"s"});
+  b.Node("Relu", {"s"}, {"y"});
+  auto g = ImportOnnxModel(b.Bytes(), "block");
+  EXPECT_TRUE(g.ok()) << g.status().ToString();
+  return Specialize(*g, {}).value();
+}
+
+Tensor Input() {
+  std::mt19937 rng(3);
+  return Tensor::FromVector<float>({1, 4, 8, 8}, RandomValues(256, rng, -1, 1));
+}
+
+void ExpectSameOutputs(const Graph& a, const Graph& b) {
+  auto ya = RunSpecialized(a, {{"x", Input()}});
+  auto yb = RunSpecialized(b, {{"x", Input()}});
+  ASSERT_TRUE(ya.ok() && yb.ok());
+  ASSERT_EQ((*ya)[0].shape(), (*yb)[0].shape());
+  for (int64_t i = 0; i < (*ya)[0].num_elements(); ++i) {
+    EXPECT_NEAR((*ya)[0].data<float>()[i], (*yb)[0].data<float>()[i], 1e-5) << "element " << i;
+  }
+}
+
+TEST(PassesTest, FoldsBatchNormIntoTheConvBeforeIt) {
+  const Graph before = Block(false, 1);
+  Graph after = before;
+  EXPECT_EQ(FoldBatchNormIntoConv(after).value(), 2);
+  for (const Node& n : after.nodes) EXPECT_NE(n.op_type, "BatchNormalization");
+  ExpectSameOutputs(before, after);
+}
+
+class MergeTest : public ::testing::TestWithParam<std::tuple<bool, int64_t>> {};
+
+TEST_P(MergeTest, ReparameterizesThe1x1BranchIntoThe3x3) {
+  const auto [downsample, groups] = GetParam();
+  const Graph before = Block(downsample, groups);
+  Graph after = before;
+  const OptimizeReport report = Optimize(after).value();
+  EXPECT_EQ(report.identities_removed, downsample ? 1 : 0);
+  EXPECT_EQ(report.batchnorms_folded, 2);
+  EXPECT_EQ(report.conv_pairs_merged, 1);
+  ASSERT_EQ(after.nodes.size(), 2u) << "one Conv and the Relu remain";
+  EXPECT_EQ(after.nodes[0].op_type, "Conv");
+  ExpectSameOutputs(before, after);
+}
+
+INSTANTIATE_TEST_SUITE_P(StrideAndGroups, MergeTest,
+                         ::testing::Combine(::testing::Bool(), ::testing::Values(1, 2)));
+
+TEST(PassesTest, LeavesPairsItCannotMergeExactlyAlone) {
+  // A dilated 3x3 does not cover the 1x1's tap at its centre position in the same way: merging
+  // would change the result, so the pair must stay as it is.
+  Graph g = Block(false, 1);
+  for (Node& n : g.nodes) {
+    if (n.name == "one") n.attributes["pads"].ints = {0, 0, 0, 0};
+    if (n.name == "dense")
+      n.attributes["dilations"] = Attribute{Attribute::Kind::kInts, 0, 0, "", {2, 2}};
+  }
+  EXPECT_EQ(MergeParallelConvs(g).value(), 0);
+}
+
+}  // namespace
+}  // namespace parnet
