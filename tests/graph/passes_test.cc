@@ -109,13 +109,19 @@ INSTANTIATE_TEST_SUITE_P(StrideAndGroups, MergeTest,
                          ::testing::Combine(::testing::Bool(), ::testing::Values(1, 2)));
 
 TEST(PassesTest, LeavesPairsItCannotMergeExactlyAlone) {
-  // A dilated 3x3 does not cover the 1x1's tap at its centre position in the same way: merging
-  // would change the result, so the pair must stay as it is.
+  // With the BNs folded the pair merges; once the 3x3 is dilated its taps no longer line up with
+  // the 1x1's, so merging would change the result and the pass must leave the pair alone.
   Graph g = Block(false, 1);
+  ASSERT_EQ(FoldBatchNormIntoConv(g).value(), 2);
+  Graph control = g;
+  EXPECT_EQ(MergeParallelConvs(control).value(), 1);
   for (Node& n : g.nodes) {
-    if (n.name == "one") n.attributes["pads"].ints = {0, 0, 0, 0};
-    if (n.name == "dense")
-      n.attributes["dilations"] = Attribute{Attribute::Kind::kInts, 0, 0, "", {2, 2}};
+    if (n.op_type != "Conv" || g.FindType(n.inputs[1])->shape[2] != 3) continue;
+    Attribute dilations;
+    dilations.kind = Attribute::Kind::kInts;
+    dilations.ints = {2, 2};
+    n.attributes["dilations"] = dilations;
+    n.attributes["pads"].ints = {2, 2, 2, 2};
   }
   EXPECT_EQ(MergeParallelConvs(g).value(), 0);
 }
