@@ -30,6 +30,10 @@ Compiler::Compiler(const Graph& graph, CpuProgram& program) : graph_(graph), pro
   }
 }
 
+bool Compiler::IsDefined(const std::string& value) const {
+  return values_.count(value) > 0 || graph_.IsConstant(value);
+}
+
 int Compiler::Uses(const std::string& value) const {
   auto it = consumers_.find(value);
   int n = it == consumers_.end() ? 0 : static_cast<int>(it->second.size());
@@ -192,8 +196,23 @@ Status Compiler::Compile() {
   }
   for (const Node& node : graph_.nodes) {
     if (fused_.count(&node)) continue;
-    RETURN_IF_ERROR(Lower(node));
+    const std::string& out = node.outputs[0];
+    const auto& readers = Consumers(out);
+    if (node.op_type == "Conv" && Uses(out) == 1 && readers.size() == 1 &&
+        (readers[0]->op_type == "Add" || readers[0]->op_type == "Mul")) {
+      deferred_[out] = &node;
+      continue;
+    }
+    for (const std::string& in : node.inputs) {
+      auto it = deferred_.find(in);
+      if (it == deferred_.end()) continue;
+      const Node* conv = it->second;
+      deferred_.erase(it);
+      RETURN_IF_ERROR(Lower(*conv));
+    }
+    if (!fused_.count(&node)) RETURN_IF_ERROR(Lower(node));
   }
+  for (const auto& [out, conv] : deferred_) RETURN_IF_ERROR(Lower(*conv));
   for (const std::string& name : graph_.outputs) {
     if (graph_.FindType(name)->dtype != DType::kFloat32) {
       return Unimplemented("output '" + name + "' is " + graph_.FindType(name)->ToString() +

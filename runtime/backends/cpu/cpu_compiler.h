@@ -70,6 +70,8 @@ class Compiler {
   // Reorders `src` into a new memory of `desc` right now (weights at compile time).
   dnnl::memory ReorderNow(const dnnl::memory& src, const dnnl::memory::desc& desc);
   void MarkFused(const Node& node) { fused_.insert(&node); }
+  // Whether `value` exists yet at this point of the compile (a constant, or already produced).
+  bool IsDefined(const std::string& value) const;
 
  private:
   Status LowerFallback(const Node& node);
@@ -81,6 +83,9 @@ class Compiler {
   std::map<std::string, dnnl::memory> plain_cache_;
   std::map<std::string, std::vector<const Node*>> consumers_;
   std::set<const Node*> fused_;
+  // Convolutions held back until the node that reads them, so that node's other operand exists
+  // and can be fused as a post-op; keyed by the convolution's output.
+  std::map<std::string, const Node*> deferred_;
 };
 
 // Lowers one node to oneDNN. Returns false (and adds nothing) when oneDNN does not cover this

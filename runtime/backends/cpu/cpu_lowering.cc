@@ -81,6 +81,45 @@ StatusOr<WindowDims> OneDnnWindow(Compiler& c, const Node& node, const Shape& in
   return d;
 }
 
+// What a convolution absorbs as post-ops: a residual Add or a gate Mul (as a binary post-op) and
+// then an activation.
+struct ConvFusion {
+  dnnl::primitive_attr attr;
+  std::unordered_map<int, memory> srcs;  // binary post-op operands
+  std::vector<const Node*> nodes;
+  std::string output;
+};
+
+ConvFusion PlanConvFusion(Compiler& c, const Node& conv, bool with_binary) {
+  ConvFusion f;
+  f.output = conv.outputs[0];
+  dnnl::post_ops ops;
+  const auto& readers = c.Consumers(f.output);
+  if (with_binary && c.Uses(f.output) == 1 && readers.size() == 1 &&
+      (readers[0]->op_type == "Add" || readers[0]->op_type == "Mul")) {
+    const Node* op = readers[0];
+    const std::string& other = op->inputs[0] == f.output ? op->inputs[1] : op->inputs[0];
+    const Shape& y = ShapeOf(c, f.output);
+    const Shape& o = ShapeOf(c, other);
+    const bool gate = op->op_type == "Mul" && o == Shape{y[0], y[1], 1, 1};
+    if (ShapeOf(c, op->outputs[0]) == y && (o == y || gate) && c.IsDefined(other)) {
+      memory m = c.Value(other);
+      ops.append_binary(op->op_type == "Add" ? algorithm::binary_add : algorithm::binary_mul,
+                        m.get_desc());
+      f.srcs[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = m;
+      f.nodes.push_back(op);
+      f.output = op->outputs[0];
+    }
+  }
+  if (auto act = FollowingActivation(c, f.output)) {
+    ops.append_eltwise(1.0f, act->alg, act->alg == algorithm::eltwise_swish ? 1.0f : 0.0f, 0.0f);
+    f.nodes.insert(f.nodes.end(), act->nodes.begin(), act->nodes.end());
+    f.output = act->output;
+  }
+  f.attr.set_post_ops(ops);
+  return f;
+}
+
 StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
   const Graph& g = c.graph();
   if (!g.IsConstant(node.inputs[1]) || (node.NumInputs() > 2 && !g.IsConstant(node.inputs[2]))) {
@@ -99,25 +138,41 @@ StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
   }
   const bool has_bias = node.NumInputs() > 2;
   const memory::desc bias_md = has_bias ? PlainDesc({w[0]}) : memory::desc();
-  dnnl::primitive_attr attr;
-  const std::string out_name = FuseActivation(c, node.outputs[0], attr);
-  dnnl::convolution_forward::primitive_desc pd(
-      dnnl::convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct,
-                                      AnyDesc(x), memory::desc(wdims, dt::f32, tag::any), bias_md,
-                                      AnyDesc(y), win.strides, win.dilates, win.pad_l, win.pad_r),
-      attr, c.engine());
+  const dnnl::convolution_forward::desc desc(
+      prop_kind::forward_inference, algorithm::convolution_direct, AnyDesc(x),
+      memory::desc(wdims, dt::f32, tag::any), bias_md, AnyDesc(y), win.strides, win.dilates,
+      win.pad_l, win.pad_r);
+  // Try a binary post-op (the residual Add or gate Mul) too, but keep it only when oneDNN runs
+  // the fused convolution with the same kernel as without it: a post-op that pushes the
+  // convolution onto a slower implementation (gemm, reference) costs more than it saves.
+  ConvFusion fusion = PlanConvFusion(c, node, /*with_binary=*/false);
+  dnnl::convolution_forward::primitive_desc pd(desc, fusion.attr, c.engine());
+  ConvFusion with_binary = PlanConvFusion(c, node, /*with_binary=*/true);
+  if (!with_binary.srcs.empty()) {
+    try {
+      dnnl::convolution_forward::primitive_desc fused(desc, with_binary.attr, c.engine());
+      if (std::string(fused.impl_info_str()) == pd.impl_info_str() &&
+          fused.dst_desc() == pd.dst_desc()) {
+        pd = fused;
+        fusion = std::move(with_binary);
+      }
+    } catch (const dnnl::error&) {
+      // No implementation with this post-op: the Add/Mul stays a primitive of its own.
+    }
+  }
+  for (const Node* n : fusion.nodes) c.MarkFused(*n);
   // The weights as stored (plain OIHW), seen with the group split out when grouped.
   memory plain_w = c.Value(node.inputs[1]);
   memory w_view(memory::desc(wdims, dt::f32,
                              group > 1 ? (w.size() == 4 ? tag::goihw : tag::goiw)
                                        : (w.size() == 4 ? tag::oihw : tag::oiw)),
                 c.engine(), plain_w.get_data_handle());
-  std::unordered_map<int, memory> args = {
-      {DNNL_ARG_SRC, c.As(node.inputs[0], pd.src_desc())},
-      {DNNL_ARG_WEIGHTS, c.ReorderNow(w_view, pd.weights_desc())},
-      {DNNL_ARG_DST, memory(pd.dst_desc(), c.engine())}};
+  std::unordered_map<int, memory> args = std::move(fusion.srcs);
+  args[DNNL_ARG_SRC] = c.As(node.inputs[0], pd.src_desc());
+  args[DNNL_ARG_WEIGHTS] = c.ReorderNow(w_view, pd.weights_desc());
+  args[DNNL_ARG_DST] = memory(pd.dst_desc(), c.engine());
   if (has_bias) args[DNNL_ARG_BIAS] = c.Value(node.inputs[2]);
-  c.Define(out_name, args[DNNL_ARG_DST]);
+  c.Define(fusion.output, args[DNNL_ARG_DST]);
   c.AddPrimitive(dnnl::convolution_forward(pd), std::move(args));
   return true;
 }
