@@ -25,6 +25,8 @@ class CompiledGraph {
   // reports and tests that must prove the fast path is taken.
   virtual int64_t native_nodes() const = 0;
   virtual int64_t fallback_nodes() const = 0;
+  // Bytes of intermediate storage the program holds (its planned arena), for reports.
+  virtual size_t workspace_bytes() const { return 0; }
 };
 
 class Backend {

@@ -93,8 +93,10 @@ StatusOr<Engine::Compiled*> Engine::GetOrCompile(const std::map<std::string, Sha
   if (options_.optimize) RETURN_IF_ERROR(Optimize(entry->graph).status());
   ASSIGN_OR_RETURN(entry->program, backend_->Compile(entry->graph));
   last_split_ = {entry->program->native_nodes(), entry->program->fallback_nodes()};
-  Logger("exec")->info("compiled for new input shapes on {}: {} nodes native, {} on fallback",
-                       backend_->name(), last_split_.first, last_split_.second);
+  Logger("exec")->info(
+      "compiled for new input shapes on {}: {} nodes native, {} on fallback, {:.1f} MB workspace",
+      backend_->name(), last_split_.first, last_split_.second,
+      entry->program->workspace_bytes() / 1048576.0);
   if (cache_.size() >= std::max<size_t>(options_.max_cached_shapes, 1))
     cache_.erase(cache_.begin());
   cache_.push_back(std::move(entry));

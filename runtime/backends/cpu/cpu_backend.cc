@@ -1,6 +1,9 @@
 #include "runtime/backends/cpu/cpu_backend.h"
 
+#include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <numeric>
 
 #include "runtime/backends/cpu/cpu_compiler.h"
 #include "runtime/core/log_internal.h"
@@ -88,8 +91,8 @@ bool SameBytes(const memory::desc& a, const memory::desc& b) {
 memory Compiler::As(const std::string& name, const memory::desc& desc) {
   memory src = Value(name);
   if (src.get_desc() == desc) return src;
-  if (SameBytes(src.get_desc(), desc)) return memory(desc, engine(), src.get_data_handle());
-  memory dst(desc, engine());
+  if (SameBytes(src.get_desc(), desc)) return ViewOf(src, desc);
+  memory dst = NewBuffer(desc);
   if (graph_.IsConstant(name)) return ReorderNow(src, desc);  // weights: once, at compile time
   { AddPrimitive(dnnl::reorder(src, dst), {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}}); }
   return dst;
@@ -104,6 +107,7 @@ memory Compiler::Plain(const std::string& name) {
 }
 
 void Compiler::AddPrimitive(dnnl::primitive p, std::unordered_map<int, memory> args) {
+  for (const auto& [arg, m] : args) NoteUse(m);
   program_.steps_.push_back(
       [p = std::move(p), args = std::move(args)](dnnl::stream& s) { p.execute(s, args); });
 }
@@ -122,10 +126,12 @@ Status Compiler::LowerFallback(const Node& node) {
   }
   for (const std::string& out : node.outputs) {
     out_types.push_back(*graph_.FindType(out));
-    memory m(PlainDesc(out_types.back().shape), engine());
+    memory m = NewBuffer(PlainDesc(out_types.back().shape));
     values_[out] = m;
     out_mems.push_back(m);
   }
+  for (const memory& m : in_mems) NoteUse(m);
+  for (const memory& m : out_mems) NoteUse(m);
   program_.steps_.push_back([node, def = FindOp(node.op_type), in_types, out_types, in_mems,
                              in_consts, out_mems, opset = graph_.opset](dnnl::stream& s) {
     s.wait();  // the reference kernel reads what earlier primitives wrote
@@ -219,10 +225,81 @@ Status Compiler::Compile() {
                            "; the cpu backend returns FP32 outputs");
     }
     program_.outputs_.push_back({name, graph_.FindType(name)->shape, Plain(name)});
+    KeepUntilEnd(program_.outputs_.back().mem);
   }
+  PlanArena();
   for (const auto& [name, m] : values_) program_.keep_alive_.push_back(m);
   for (const auto& [name, m] : plain_cache_) program_.keep_alive_.push_back(m);
   return Status::Ok();
+}
+
+memory Compiler::NewBuffer(const memory::desc& desc) {
+  memory m(desc, engine(), DNNL_MEMORY_NONE);
+  const int step = static_cast<int>(program_.steps_.size());
+  buffer_of_[m.get()] = buffers_.size();
+  buffers_.push_back({m, desc.get_size(), step, step, {}});
+  return m;
+}
+
+memory Compiler::ViewOf(const memory& base, const memory::desc& desc) {
+  auto it = buffer_of_.find(base.get());
+  if (it == buffer_of_.end()) return memory(desc, engine(), base.get_data_handle());
+  memory view(desc, engine(), DNNL_MEMORY_NONE);
+  buffer_of_[view.get()] = it->second;
+  buffers_[it->second].views.push_back(view);
+  return view;
+}
+
+void Compiler::NoteUse(const memory& m) {
+  if (!m) return;
+  auto it = buffer_of_.find(m.get());
+  if (it == buffer_of_.end()) return;
+  int& last = buffers_[it->second].last;
+  last = std::max(last, static_cast<int>(program_.steps_.size()));
+}
+
+void Compiler::KeepUntilEnd(const memory& m) {
+  auto it = buffer_of_.find(m.get());
+  if (it != buffer_of_.end()) buffers_[it->second].last = std::numeric_limits<int>::max();
+}
+
+// Places every intermediate buffer in one allocation: largest first, each at the lowest offset
+// that no buffer alive during an overlapping step range already occupies (lifetimes are the
+// inclusive ranges of steps that write or read a buffer or any view of it).
+void Compiler::PlanArena() {
+  constexpr size_t kAlign = 64;
+  std::vector<size_t> order(buffers_.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return buffers_[a].bytes > buffers_[b].bytes; });
+  std::vector<size_t> offset(buffers_.size(), 0);
+  std::vector<size_t> placed;
+  size_t total = 0;
+  for (size_t i : order) {
+    const ArenaBuffer& b = buffers_[i];
+    std::vector<std::pair<size_t, size_t>> busy;  // [begin, end) of live neighbours
+    for (size_t j : placed) {
+      const ArenaBuffer& o = buffers_[j];
+      if (o.first <= b.last && b.first <= o.last) busy.emplace_back(offset[j], offset[j] + o.bytes);
+    }
+    std::sort(busy.begin(), busy.end());
+    size_t at = 0;
+    for (const auto& [begin, end] : busy) {
+      if (at + b.bytes <= begin) break;
+      at = std::max(at, (end + kAlign - 1) / kAlign * kAlign);
+    }
+    offset[i] = at;
+    placed.push_back(i);
+    total = std::max(total, at + b.bytes);
+  }
+  program_.arena_.reset(static_cast<std::byte*>(std::aligned_alloc(
+      kAlign, std::max<size_t>((total + kAlign - 1) / kAlign * kAlign, kAlign))));
+  program_.arena_bytes_ = total;
+  for (size_t i = 0; i < buffers_.size(); ++i) {
+    void* handle = program_.arena_.get() + offset[i];
+    buffers_[i].mem.set_data_handle(handle);
+    for (memory& view : buffers_[i].views) view.set_data_handle(handle);
+  }
 }
 
 StatusOr<std::vector<Tensor>> CpuProgram::Run(const std::map<std::string, Tensor>& inputs) {

@@ -24,6 +24,7 @@ class CpuProgram : public CompiledGraph {
  public:
   StatusOr<std::vector<Tensor>> Run(const std::map<std::string, Tensor>& inputs) override;
   int64_t native_nodes() const override { return native_nodes_; }
+  size_t workspace_bytes() const override { return arena_bytes_; }
   int64_t fallback_nodes() const override { return fallback_nodes_; }
 
  private:
@@ -43,6 +44,9 @@ class CpuProgram : public CompiledGraph {
   // Every named memory of the compile: views made at compile time (aliases, broadcast operands,
   // biases) point into these buffers by address, so they must live as long as the program.
   std::vector<dnnl::memory> keep_alive_;
+  // One allocation for every intermediate value, planned from lifetimes (Compiler::PlanArena).
+  std::unique_ptr<std::byte, decltype(&std::free)> arena_{nullptr, &std::free};
+  size_t arena_bytes_ = 0;
   int64_t native_nodes_ = 0;
   int64_t fallback_nodes_ = 0;
 };
@@ -62,6 +66,10 @@ class Compiler {
   // The value reordered to `desc` (a step when it differs); constants reorder once, now.
   dnnl::memory As(const std::string& name, const dnnl::memory::desc& desc);
   void Define(const std::string& name, dnnl::memory memory) { values_[name] = std::move(memory); }
+  // A memory for an intermediate value, placed in the arena after all steps exist.
+  dnnl::memory NewBuffer(const dnnl::memory::desc& desc);
+  // A memory over the same bytes as `base` (reshapes, broadcast views, layout aliases).
+  dnnl::memory ViewOf(const dnnl::memory& base, const dnnl::memory::desc& desc);
   void AddPrimitive(dnnl::primitive p, std::unordered_map<int, dnnl::memory> args);
   // How many nodes read `value` (graph outputs count as readers).
   int Uses(const std::string& value) const;
@@ -75,6 +83,19 @@ class Compiler {
 
  private:
   Status LowerFallback(const Node& node);
+  // Extends the lifetime of `m`'s buffer to the step being added now.
+  void NoteUse(const dnnl::memory& m);
+  void KeepUntilEnd(const dnnl::memory& m);
+  void PlanArena();
+
+  struct ArenaBuffer {
+    dnnl::memory mem;
+    size_t bytes;
+    int first, last;  // steps that write / last read it (inclusive)
+    std::vector<dnnl::memory> views;
+  };
+  std::vector<ArenaBuffer> buffers_;
+  std::map<dnnl_memory_t, size_t> buffer_of_;  // a buffer's memory or view -> its index
   Status Lower(const Node& node);
 
   const Graph& graph_;

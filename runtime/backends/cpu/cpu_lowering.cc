@@ -170,7 +170,7 @@ StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
   std::unordered_map<int, memory> args = std::move(fusion.srcs);
   args[DNNL_ARG_SRC] = c.As(node.inputs[0], pd.src_desc());
   args[DNNL_ARG_WEIGHTS] = c.ReorderNow(w_view, pd.weights_desc());
-  args[DNNL_ARG_DST] = memory(pd.dst_desc(), c.engine());
+  args[DNNL_ARG_DST] = c.NewBuffer(pd.dst_desc());
   if (has_bias) args[DNNL_ARG_BIAS] = c.Value(node.inputs[2]);
   c.Define(fusion.output, args[DNNL_ARG_DST]);
   c.AddPrimitive(dnnl::convolution_forward(pd), std::move(args));
@@ -188,7 +188,7 @@ StatusOr<bool> LowerBatchNorm(Compiler& c, const Node& node) {
       dnnl::batch_normalization_forward::desc(prop_kind::forward_inference, src.get_desc(),
                                               node.FloatAttr("epsilon", 1e-5f), flags),
       c.engine());
-  memory dst(pd.dst_desc(), c.engine());
+  memory dst = c.NewBuffer(pd.dst_desc());
   c.AddPrimitive(dnnl::batch_normalization_forward(pd),
                  {{DNNL_ARG_SRC, src},
                   {DNNL_ARG_SCALE, c.Value(node.inputs[1])},
@@ -205,7 +205,7 @@ StatusOr<bool> LowerEltwise(Compiler& c, const Node& node, algorithm alg) {
   dnnl::eltwise_forward::primitive_desc pd(
       dnnl::eltwise_forward::desc(prop_kind::forward_inference, alg, src.get_desc(), 0.0f, 0.0f),
       c.engine());
-  memory dst(pd.dst_desc(), c.engine());
+  memory dst = c.NewBuffer(pd.dst_desc());
   c.AddPrimitive(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
   c.Define(node.outputs[0], dst);
   return true;
@@ -226,13 +226,13 @@ StatusOr<bool> LowerBinary(Compiler& c, const Node& node, algorithm alg) {
   } else {
     Shape padded = ShapeOf(c, b);
     padded.insert(padded.begin(), y.size() - padded.size(), 1);
-    src1 = memory(PlainDesc(padded), c.engine(), c.Plain(b).get_data_handle());
+    src1 = c.ViewOf(c.Plain(b), PlainDesc(padded));
   }
   dnnl::primitive_attr attr;
   const std::string out_name = FuseActivation(c, node.outputs[0], attr);
   dnnl::binary::primitive_desc pd(
       dnnl::binary::desc(alg, src0.get_desc(), src1.get_desc(), src0.get_desc()), attr, c.engine());
-  memory dst(pd.dst_desc(), c.engine());
+  memory dst = c.NewBuffer(pd.dst_desc());
   c.AddPrimitive(dnnl::binary(pd),
                  {{DNNL_ARG_SRC_0, src0}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, dst}});
   c.Define(out_name, dst);
@@ -258,10 +258,10 @@ StatusOr<bool> LowerPool(Compiler& c, const Node& node) {
       dnnl::pooling_v2_forward::desc(prop_kind::forward_inference, alg, src.get_desc(), AnyDesc(y),
                                      win.strides, win.kernel, win.dilates, win.pad_l, win.pad_r),
       c.engine());
-  memory dst(pd.dst_desc(), c.engine());
+  memory dst = c.NewBuffer(pd.dst_desc());
   std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
   if (pd.workspace_desc().get_size() > 0)
-    args[DNNL_ARG_WORKSPACE] = memory(pd.workspace_desc(), c.engine());
+    args[DNNL_ARG_WORKSPACE] = c.NewBuffer(pd.workspace_desc());
   c.AddPrimitive(dnnl::pooling_v2_forward(pd), std::move(args));
   c.Define(node.outputs[0], dst);
   return true;
@@ -279,7 +279,7 @@ StatusOr<bool> LowerConcat(Compiler& c, const Node& node) {
     args[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i)] = m;
   }
   dnnl::concat::primitive_desc pd(static_cast<int>(axis), descs, c.engine());
-  memory dst(pd.dst_desc(), c.engine());
+  memory dst = c.NewBuffer(pd.dst_desc());
   args[DNNL_ARG_DST] = dst;
   c.AddPrimitive(dnnl::concat(pd), std::move(args));
   c.Define(node.outputs[0], dst);
@@ -308,7 +308,7 @@ StatusOr<bool> LowerGemm(Compiler& c, const Node& node) {
       dnnl::matmul::desc(PlainDesc(ShapeOf(c, node.inputs[0])),
                          memory::desc({k, n}, dt::f32, tag::any), bias_md, PlainDesc(y)),
       c.engine());
-  memory dst(pd.dst_desc(), c.engine());
+  memory dst = c.NewBuffer(pd.dst_desc());
   std::unordered_map<int, memory> args = {
       {DNNL_ARG_SRC, c.Plain(node.inputs[0])},
       {DNNL_ARG_WEIGHTS, c.ReorderNow(b_view, pd.weights_desc())},
@@ -324,8 +324,7 @@ StatusOr<bool> LowerGemm(Compiler& c, const Node& node) {
 // Ops that only reinterpret a row-major buffer: the output aliases the plain input.
 bool LowerView(Compiler& c, const Node& node) {
   memory in = c.Plain(node.inputs[0]);
-  c.Define(node.outputs[0],
-           memory(PlainDesc(ShapeOf(c, node.outputs[0])), c.engine(), in.get_data_handle()));
+  c.Define(node.outputs[0], c.ViewOf(in, PlainDesc(ShapeOf(c, node.outputs[0]))));
   return true;
 }
 
@@ -353,9 +352,8 @@ bool LowerTranspose(Compiler& c, const Node& node) {
   for (size_t i = x.size() - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * x[i];
   memory::dims view_strides(perm.size());
   for (size_t i = 0; i < perm.size(); ++i) view_strides[i] = in_strides[perm[i]];
-  memory src(memory::desc(Dims(y), dt::f32, view_strides), c.engine(),
-             c.Plain(node.inputs[0]).get_data_handle());
-  memory dst(PlainDesc(y), c.engine());
+  memory src = c.ViewOf(c.Plain(node.inputs[0]), memory::desc(Dims(y), dt::f32, view_strides));
+  memory dst = c.NewBuffer(PlainDesc(y));
   c.AddPrimitive(dnnl::reorder(src, dst), {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
   c.Define(node.outputs[0], dst);
   return true;
@@ -374,7 +372,7 @@ bool LowerSoftmax(Compiler& c, const Node& node) {
       dnnl::softmax_forward::desc(prop_kind::forward_inference, src.get_desc(),
                                   static_cast<int>(axis)),
       c.engine());
-  memory dst(pd.dst_desc(), c.engine());
+  memory dst = c.NewBuffer(pd.dst_desc());
   c.AddPrimitive(dnnl::softmax_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
   c.Define(node.outputs[0], dst);
   return true;
