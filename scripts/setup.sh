@@ -13,10 +13,11 @@ CXX_PACKAGES=(
   libonnx-dev libonnx-testdata
   libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev
   libpng-dev libjpeg62-turbo-dev
+  libcpp-httplib-dev libb64-0d
 )
 PY_PACKAGES=(
   python3-torch python3-onnx python3-numpy python3-pytest
-  python3-torchvision python3-pil
+  python3-torchvision python3-pil python3-venv
   libopenblas0-pthread dataset-fashion-mnist
 )
 

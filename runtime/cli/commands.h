@@ -68,3 +68,21 @@ struct BenchOptions {
 int RunBench(const BenchOptions& options);
 
 }  // namespace parnet::cli
+
+namespace parnet::cli {
+
+struct ServeCommandOptions {
+  std::string model_repository;
+  std::string host = "0.0.0.0";
+  int grpc_port = 8001;  // 0: any free port; -1: off
+  int http_port = 8000;
+  int metrics_port = 8002;
+  int max_message_mb = 64;
+  int http_threads = 64;
+  int threads = 0;
+  int max_queue = 1024;
+  std::string backend = "cpu";
+};
+int RunServe(const ServeCommandOptions& options);
+
+}  // namespace parnet::cli

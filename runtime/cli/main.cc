@@ -75,6 +75,34 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--csv", bench.csv, "Write the results as CSV");
   bench_cmd->add_option("--json", bench.json, "Write the results (with every latency) as JSON");
 
+  parnet::cli::ServeCommandOptions serve;
+  CLI::App* serve_cmd = app.add_subcommand(
+      "serve", "Serve a model repository over the Open Inference Protocol (gRPC and HTTP)");
+  serve_cmd->add_option("--model-repository", serve.model_repository,
+                        "Folder of <model>/config.pbtxt and <model>/<version>/model.onnx")
+      ->required();
+  serve_cmd->add_option("--host", serve.host, "Address to listen on")->capture_default_str();
+  serve_cmd->add_option("--grpc-port", serve.grpc_port, "gRPC port (0: any free, -1: off)")
+      ->capture_default_str();
+  serve_cmd->add_option("--http-port", serve.http_port, "HTTP port (0: any free, -1: off)")
+      ->capture_default_str();
+  serve_cmd->add_option("--metrics-port", serve.metrics_port,
+                        "Prometheus /metrics port (0: any free, -1: off)")
+      ->capture_default_str();
+  serve_cmd->add_option("--max-message-mb", serve.max_message_mb,
+                        "Largest gRPC message / HTTP body in MiB")
+      ->capture_default_str();
+  serve_cmd->add_option("--http-threads", serve.http_threads, "HTTP connections served at once")
+      ->capture_default_str();
+  serve_cmd->add_option("--threads", serve.threads,
+                        "Threads per model instance (0: the cores split among instances)")
+      ->capture_default_str();
+  serve_cmd->add_option("--max-queue", serve.max_queue,
+                        "Queued requests per model when its config sets no max_queue_size")
+      ->capture_default_str();
+  serve_cmd->add_option("--backend", serve.backend, "cpu (oneDNN) or reference")
+      ->capture_default_str();
+
   CLI11_PARSE(app, argc, argv);
   if (auto status = parnet::SetLogLevel(log_level); !status.ok()) {
     std::cerr << "parnet: " << status.message() << "\n";
@@ -84,5 +112,6 @@ int main(int argc, char** argv) {
   if (run_cmd->parsed()) return parnet::cli::RunRun(run);
   if (eval_cmd->parsed()) return parnet::cli::RunEval(eval);
   if (bench_cmd->parsed()) return parnet::cli::RunBench(bench);
+  if (serve_cmd->parsed()) return parnet::cli::RunServe(serve);
   return 2;
 }

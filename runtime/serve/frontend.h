@@ -1,0 +1,39 @@
+// What the gRPC and HTTP front ends share: waiting for a result, the byte size of a tensor from
+// its (untrusted) shape, the requested outputs, and the HTTP status of a Status code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "runtime/serve/infer.h"
+#include "runtime/serve/served_model.h"
+
+namespace parnet::serve {
+
+// Name and version the server reports in ServerMetadata.
+inline constexpr const char* kServerName = "parnet";
+inline constexpr const char* kServerVersion = "0.1.0";
+// The protocol extensions both front ends implement.
+std::vector<std::string> ServerExtensions();
+
+// Submits `request` and waits for its answer (the front ends' threads block; the model's worker
+// threads do not).
+StatusOr<InferResult> InferAndWait(ServedModel* model, InferRequest request);
+
+// Checks a wire shape before anything is allocated for it: every dimension >= 1 and the byte
+// size representable. Returns the byte size for `dtype`.
+StatusOr<size_t> TensorByteSize(const std::string& input, DType dtype, const Shape& shape);
+
+// The outputs to return: `requested` in order (each must be an output of the model), or every
+// output of the config when `requested` is empty.
+StatusOr<std::vector<std::string>> SelectOutputs(const ServedModel& model,
+                                                 const std::vector<std::string>& requested);
+
+// The tensor of `name` in `result`. REQUIRES: SelectOutputs accepted the name.
+const Tensor& OutputOf(const InferResult& result, const std::string& name);
+
+// The HTTP status code for a Status code (400 for bad requests, 404 unknown model, 429 full
+// queue, 503 unavailable, 504 timeout, 500 internal).
+int HttpStatusOf(StatusCode code);
+
+}  // namespace parnet::serve

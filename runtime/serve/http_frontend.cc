@@ -1,0 +1,458 @@
+#include "runtime/serve/http_frontend.h"
+
+#include <httplib.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "runtime/serve/datatype.h"
+#include "runtime/serve/frontend.h"
+#include "runtime/serve/model_config.h"
+
+namespace parnet::serve {
+namespace {
+
+using json = nlohmann::json;
+constexpr const char* kHeaderLength = "Inference-Header-Content-Length";
+
+void Reply(httplib::Response& res, const Status& s) {
+  res.status = HttpStatusOf(s.code());
+  res.set_content(json{{"error", s.message()}}.dump(), "application/json");
+}
+
+void ReplyJson(httplib::Response& res, const json& j) {
+  res.status = 200;
+  res.set_content(j.dump(), "application/json");
+}
+
+// Flattens nested JSON arrays (the protocol allows both forms) into `out`.
+void Flatten(const json& j, std::vector<const json*>* out) {
+  if (j.is_array()) {
+    for (const auto& v : j) Flatten(v, out);
+  } else {
+    out->push_back(&j);
+  }
+}
+
+template <typename T>
+Status FillFromJson(const std::vector<const json*>& values, const std::string& name, Tensor* t) {
+  T* dst = static_cast<T*>(t->raw_data());
+  for (size_t i = 0; i < values.size(); ++i) {
+    const json& v = *values[i];
+    if (!(v.is_number() || v.is_boolean())) {
+      return InvalidArgument("input '" + name + "': data element " + std::to_string(i) +
+                             " is " + v.type_name() + ", not a number");
+    }
+    dst[i] = v.get<T>();
+  }
+  return Status::Ok();
+}
+
+StatusOr<Tensor> TensorFromJson(const json& data, const std::string& name, DType dtype,
+                                const Shape& shape) {
+  std::vector<const json*> values;
+  Flatten(data, &values);
+  if (static_cast<int64_t>(values.size()) != NumElements(shape)) {
+    return InvalidArgument("input '" + name + "': data holds " + std::to_string(values.size()) +
+                           " values, but " + ProtocolName(dtype) + ShapeToString(shape) +
+                           " needs " + std::to_string(NumElements(shape)));
+  }
+  if (dtype == DType::kFloat16 || dtype == DType::kBFloat16) {
+    Tensor f32(DType::kFloat32, shape);
+    RETURN_IF_ERROR(FillFromJson<float>(values, name, &f32));
+    return ConvertTo(f32, dtype);
+  }
+  Tensor t(dtype, shape);
+  switch (dtype) {
+    case DType::kFloat32: RETURN_IF_ERROR(FillFromJson<float>(values, name, &t)); break;
+    case DType::kFloat64: RETURN_IF_ERROR(FillFromJson<double>(values, name, &t)); break;
+    case DType::kInt64: RETURN_IF_ERROR(FillFromJson<int64_t>(values, name, &t)); break;
+    case DType::kInt32: RETURN_IF_ERROR(FillFromJson<int32_t>(values, name, &t)); break;
+    case DType::kInt16: RETURN_IF_ERROR(FillFromJson<int16_t>(values, name, &t)); break;
+    case DType::kInt8: RETURN_IF_ERROR(FillFromJson<int8_t>(values, name, &t)); break;
+    case DType::kUInt64: RETURN_IF_ERROR(FillFromJson<uint64_t>(values, name, &t)); break;
+    case DType::kUInt32: RETURN_IF_ERROR(FillFromJson<uint32_t>(values, name, &t)); break;
+    case DType::kUInt16: RETURN_IF_ERROR(FillFromJson<uint16_t>(values, name, &t)); break;
+    case DType::kUInt8: RETURN_IF_ERROR(FillFromJson<uint8_t>(values, name, &t)); break;
+    case DType::kBool: RETURN_IF_ERROR(FillFromJson<bool>(values, name, &t)); break;
+    default:
+      return InvalidArgument("input '" + name + "': datatype " + ProtocolName(dtype) +
+                             " cannot travel as JSON data");
+  }
+  return t;
+}
+
+json TensorToJson(const Tensor& t) {
+  const Tensor f = (t.dtype() == DType::kFloat16 || t.dtype() == DType::kBFloat16)
+                       ? ConvertTo(t, DType::kFloat32)
+                       : t;
+  switch (f.dtype()) {
+    case DType::kFloat32: return json(std::vector<float>(f.values<float>().begin(), f.values<float>().end()));
+    case DType::kFloat64: return json(std::vector<double>(f.values<double>().begin(), f.values<double>().end()));
+    case DType::kInt64: return json(std::vector<int64_t>(f.values<int64_t>().begin(), f.values<int64_t>().end()));
+    case DType::kInt32: return json(std::vector<int32_t>(f.values<int32_t>().begin(), f.values<int32_t>().end()));
+    default: return json::array();
+  }
+}
+
+// A JSON member of the expected kind, or an INVALID_ARGUMENT naming it.
+StatusOr<const json*> Member(const json& object, const char* key, json::value_t kind,
+                             const std::string& where, bool required = true) {
+  auto it = object.find(key);
+  if (it == object.end()) {
+    if (!required) return static_cast<const json*>(nullptr);
+    return InvalidArgument(where + " lacks \"" + key + "\"");
+  }
+  const bool ok = it->type() == kind ||
+                  (kind == json::value_t::number_integer && it->is_number_integer());
+  if (!ok) {
+    return InvalidArgument(where + ": \"" + key + "\" is " + it->type_name() + ", expected " +
+                           json(kind).type_name());
+  }
+  return &*it;
+}
+
+struct HttpRequestOutputs {
+  std::vector<std::string> names;
+  std::vector<bool> binary;
+  bool default_binary = false;
+};
+
+// The JSON + binary body of an infer request as an InferRequest. Binary tensors borrow from
+// `body`, which must outlive the request.
+StatusOr<InferRequest> DecodeInfer(const std::string& body, size_t header_length,
+                                   const json& header, HttpRequestOutputs* outputs) {
+  if (!header.is_object()) {
+    return InvalidArgument("the inference request must be a JSON object with \"inputs\"");
+  }
+  InferRequest out;
+  if (auto id = header.find("id"); id != header.end() && id->is_string()) out.id = *id;
+  ASSIGN_OR_RETURN(const json* params,
+                   Member(header, "parameters", json::value_t::object, "request", false));
+  if (params) {
+    if (auto b = params->find("binary_data_output"); b != params->end() && b->is_boolean()) {
+      outputs->default_binary = *b;
+    }
+    if (auto t = params->find("timeout"); t != params->end() && t->is_number_unsigned()) {
+      out.timeout_us = *t;
+    }
+  }
+  ASSIGN_OR_RETURN(const json* inputs, Member(header, "inputs", json::value_t::array, "request"));
+  size_t offset = header_length;
+  for (const json& in : *inputs) {
+    if (!in.is_object()) return InvalidArgument("every entry of \"inputs\" must be an object");
+    ASSIGN_OR_RETURN(const json* name_j, Member(in, "name", json::value_t::string, "input"));
+    const std::string name = *name_j;
+    const std::string where = "input '" + name + "'";
+    ASSIGN_OR_RETURN(const json* type_j, Member(in, "datatype", json::value_t::string, where));
+    ASSIGN_OR_RETURN(DType dtype, DTypeFromProtocolName(*type_j));
+    ASSIGN_OR_RETURN(const json* shape_j, Member(in, "shape", json::value_t::array, where));
+    Shape shape;
+    for (const json& d : *shape_j) {
+      if (!d.is_number_integer()) return InvalidArgument(where + ": shape must hold integers");
+      shape.push_back(d.get<int64_t>());
+    }
+    ASSIGN_OR_RETURN(size_t bytes, TensorByteSize(name, dtype, shape));
+    if (out.inputs.count(name)) {
+      return InvalidArgument(where + " appears twice; send each input once");
+    }
+    ASSIGN_OR_RETURN(const json* in_params,
+                     Member(in, "parameters", json::value_t::object, where, false));
+    const json* binary_size = nullptr;
+    if (in_params) {
+      auto it = in_params->find("binary_data_size");
+      if (it != in_params->end()) binary_size = &*it;
+    }
+    const bool has_data = in.contains("data");
+    Tensor tensor;
+    if (binary_size != nullptr) {
+      if (has_data) {
+        return InvalidArgument(where + " has both \"data\" and binary_data_size; use one");
+      }
+      if (!binary_size->is_number_unsigned() || binary_size->get<uint64_t>() != bytes) {
+        return InvalidArgument(where + ": binary_data_size is " + binary_size->dump() +
+                               ", but " + ProtocolName(dtype) + ShapeToString(shape) +
+                               " needs " + std::to_string(bytes) + " bytes");
+      }
+      if (body.size() - offset < bytes) {
+        return InvalidArgument(where + ": the body holds " + std::to_string(body.size() - offset) +
+                               " binary bytes after the JSON header, but the input needs " +
+                               std::to_string(bytes) + "; check " + kHeaderLength);
+      }
+      const char* data = body.data() + offset;
+      if (reinterpret_cast<uintptr_t>(data) % DTypeSize(dtype) == 0) {
+        tensor = Tensor::Borrow(dtype, shape, const_cast<char*>(data));
+      } else {
+        tensor = Tensor(dtype, shape);
+        std::memcpy(tensor.raw_data(), data, bytes);
+      }
+      offset += bytes;
+    } else if (has_data) {
+      ASSIGN_OR_RETURN(tensor, TensorFromJson(in["data"], name, dtype, shape));
+    } else {
+      return InvalidArgument(where + " has neither \"data\" nor a binary_data_size parameter");
+    }
+    out.inputs[name] = std::move(tensor);
+  }
+  if (offset != body.size()) {
+    return InvalidArgument("the body has " + std::to_string(body.size() - offset) +
+                           " bytes no input claims; check " + kHeaderLength +
+                           " and each input's binary_data_size");
+  }
+  ASSIGN_OR_RETURN(const json* outs,
+                   Member(header, "outputs", json::value_t::array, "request", false));
+  if (outs) {
+    for (const json& o : *outs) {
+      if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) {
+        return InvalidArgument("every entry of \"outputs\" must be an object with a \"name\"");
+      }
+      bool binary = outputs->default_binary;
+      if (auto p = o.find("parameters"); p != o.end() && p->is_object()) {
+        if (p->contains("classification")) {
+          return Unimplemented("output '" + o["name"].get<std::string>() +
+                               "': the classification extension is not supported; request the "
+                               "logits and take the top-k on the client");
+        }
+        if (auto b = p->find("binary_data"); b != p->end() && b->is_boolean()) binary = *b;
+      }
+      outputs->names.push_back(o["name"]);
+      outputs->binary.push_back(binary);
+    }
+  }
+  return out;
+}
+
+void HandleInfer(const ModelRepository* repo, const httplib::Request& req,
+                 httplib::Response& res) {
+  const Clock::time_point arrival = Clock::now();
+  const std::string version = req.matches.size() > 2 ? req.matches[2].str() : "";
+  StatusOr<ServedModel*> found = repo->Find(req.matches[1], version);
+  if (!found.ok()) return Reply(res, found.status());
+  ServedModel* model = *found;
+  auto fail = [&](const Status& s) {
+    model->RecordFailure(arrival);
+    Reply(res, s);
+  };
+  size_t header_length = req.body.size();
+  if (req.has_header(kHeaderLength)) {
+    const std::string value = req.get_header_value(kHeaderLength);
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || n > req.body.size()) {
+      return fail(InvalidArgument(std::string(kHeaderLength) + " is '" + value +
+                                  "', but the body has " + std::to_string(req.body.size()) +
+                                  " bytes; send the JSON header's length"));
+    }
+    header_length = n;
+  }
+  json header = json::parse(req.body.begin(), req.body.begin() + header_length, nullptr, false);
+  if (header.is_discarded()) {
+    return fail(InvalidArgument("malformed JSON in the inference request (" +
+                                std::to_string(header_length) +
+                                " bytes); send a JSON object as the protocol describes"));
+  }
+  HttpRequestOutputs outputs;
+  StatusOr<InferRequest> decoded = DecodeInfer(req.body, header_length, header, &outputs);
+  if (!decoded.ok()) return fail(decoded.status());
+  StatusOr<std::vector<std::string>> names = SelectOutputs(*model, outputs.names);
+  if (!names.ok()) return fail(names.status());
+  if (outputs.names.empty()) outputs.binary.assign(names->size(), outputs.default_binary);
+  decoded->arrival = arrival;
+  StatusOr<InferResult> result = InferAndWait(model, std::move(*decoded));
+  if (!result.ok()) return Reply(res, result.status());
+
+  json response = {{"model_name", model->name()},
+                   {"model_version", std::to_string(model->version())}};
+  if (auto id = header.find("id"); id != header.end() && id->is_string()) response["id"] = *id;
+  std::string binary;
+  json outs = json::array();
+  for (size_t i = 0; i < names->size(); ++i) {
+    const Tensor& t = OutputOf(*result, (*names)[i]);
+    json o = {{"name", (*names)[i]}, {"datatype", ProtocolName(t.dtype())}, {"shape", t.shape()}};
+    if (outputs.binary[i]) {
+      o["parameters"] = {{"binary_data_size", t.num_bytes()}};
+      binary.append(static_cast<const char*>(t.raw_data()), t.num_bytes());
+    } else {
+      o["data"] = TensorToJson(t);
+    }
+    outs.push_back(std::move(o));
+  }
+  response["outputs"] = std::move(outs);
+  std::string text = response.dump();
+  res.status = 200;
+  if (binary.empty()) {
+    res.set_content(text, "application/json");
+  } else {
+    res.set_header(kHeaderLength, std::to_string(text.size()));
+    res.set_content(text + binary, "application/octet-stream");
+  }
+}
+
+json ModelMetadataJson(const ModelRepository* repo, const ServedModel& model) {
+  const auto& config = model.config();
+  const bool batched = config.max_batch_size() > 0;
+  auto tensor = [&](const std::string& name, inference::DataType type, const auto& dims) {
+    std::vector<int64_t> shape;
+    if (batched) shape.push_back(-1);
+    shape.insert(shape.end(), dims.begin(), dims.end());
+    return json{{"name", name}, {"datatype", ProtocolName(DTypeFromConfig(type))},
+                {"shape", shape}};
+  };
+  json j = {{"name", model.name()},
+            {"platform", config.platform().empty() ? "onnxruntime_onnx" : config.platform()}};
+  std::vector<std::string> versions;
+  for (int64_t v : repo->Versions(model.name())) versions.push_back(std::to_string(v));
+  j["versions"] = versions;
+  j["inputs"] = json::array();
+  for (const auto& in : config.input()) j["inputs"].push_back(tensor(in.name(), in.data_type(), in.dims()));
+  j["outputs"] = json::array();
+  for (const auto& out : config.output()) {
+    j["outputs"].push_back(tensor(out.name(), out.data_type(), out.dims()));
+  }
+  return j;
+}
+
+json StatsJson(const ServedModel& m) {
+  const StatsSnapshot s = m.stats().Snapshot();
+  auto d = [](const Duration& x) { return json{{"count", x.count}, {"ns", x.ns}}; };
+  json batches = json::array();
+  for (const auto& [size, b] : s.batches) {
+    batches.push_back({{"batch_size", size},
+                       {"compute_input", d(b.compute_input)},
+                       {"compute_infer", d(b.compute_infer)},
+                       {"compute_output", d(b.compute_output)}});
+  }
+  return {{"name", m.name()},
+          {"version", std::to_string(m.version())},
+          {"last_inference", s.last_inference_ms},
+          {"inference_count", s.inference_count},
+          {"execution_count", s.execution_count},
+          {"inference_stats",
+           {{"success", d(s.success)}, {"fail", d(s.fail)}, {"queue", d(s.queue)},
+            {"compute_input", d(s.compute_input)}, {"compute_infer", d(s.compute_infer)},
+            {"compute_output", d(s.compute_output)}}},
+          {"batch_stats", batches}};
+}
+
+void AddProtocolRoutes(httplib::Server& s, const ModelRepository* repo,
+                       const std::atomic<bool>* ready) {
+  s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
+  s.Get("/v2/health/ready", [ready](const httplib::Request&, httplib::Response& res) {
+    res.status = ready->load() ? 200 : 400;
+  });
+  s.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
+    ReplyJson(res, {{"name", kServerName}, {"version", kServerVersion},
+                    {"extensions", ServerExtensions()}});
+  });
+  s.Get("/v2/models/stats", [repo](const httplib::Request&, httplib::Response& res) {
+    json all = json::array();
+    for (ServedModel* m : repo->All()) all.push_back(StatsJson(*m));
+    ReplyJson(res, {{"model_stats", all}});
+  });
+  s.Post("/v2/repository/index", [repo](const httplib::Request&, httplib::Response& res) {
+    json all = json::array();
+    for (ServedModel* m : repo->All()) {
+      all.push_back({{"name", m->name()}, {"version", std::to_string(m->version())},
+                     {"state", m->ready() ? "READY" : "LOADING"}});
+    }
+    ReplyJson(res, all);
+  });
+  const std::string model = R"(/v2/models/([^/]+)(?:/versions/([^/]+))?)";
+  auto find = [repo](const httplib::Request& req) {
+    return repo->Find(req.matches[1], req.matches.size() > 2 ? req.matches[2].str() : "");
+  };
+  s.Get(model + "/ready", [find](const httplib::Request& req, httplib::Response& res) {
+    StatusOr<ServedModel*> m = find(req);
+    if (!m.ok()) return Reply(res, m.status());
+    res.status = (*m)->ready() ? 200 : 400;
+  });
+  s.Get(model + "/config", [find](const httplib::Request& req, httplib::Response& res) {
+    StatusOr<ServedModel*> m = find(req);
+    if (!m.ok()) return Reply(res, m.status());
+    res.status = 200;
+    res.set_content(ModelConfigToJson((*m)->config()), "application/json");
+  });
+  s.Get(model + "/stats", [find](const httplib::Request& req, httplib::Response& res) {
+    StatusOr<ServedModel*> m = find(req);
+    if (!m.ok()) return Reply(res, m.status());
+    ReplyJson(res, {{"model_stats", json::array({StatsJson(**m)})}});
+  });
+  s.Get(model, [find, repo](const httplib::Request& req, httplib::Response& res) {
+    StatusOr<ServedModel*> m = find(req);
+    if (!m.ok()) return Reply(res, m.status());
+    ReplyJson(res, ModelMetadataJson(repo, **m));
+  });
+  s.Post(model + "/infer", [repo](const httplib::Request& req, httplib::Response& res) {
+    HandleInfer(repo, req, res);
+  });
+}
+
+void AddMetricsRoute(httplib::Server& s, const ModelRepository* repo) {
+  s.Get("/metrics", [repo](const httplib::Request&, httplib::Response& res) {
+    std::vector<LabeledStats> all;
+    for (ServedModel* m : repo->All()) {
+      all.push_back({m->name(), std::to_string(m->version()), m->stats().Snapshot(),
+                     m->queue_size()});
+    }
+    res.status = 200;
+    res.set_content(RenderPrometheus(all), "text/plain; version=0.0.4");
+  });
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options,
+                                                      const ModelRepository* repository,
+                                                      const std::atomic<bool>* ready,
+                                                      bool metrics_only) {
+  std::unique_ptr<HttpServer> server(new HttpServer());
+  server->server_ = std::make_unique<httplib::Server>();
+  httplib::Server& s = *server->server_;
+  const int threads = std::max(options.threads, 1);
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  s.set_keep_alive_max_count(1000000);
+  s.set_payload_max_length(options.max_body_bytes);
+  const size_t limit = options.max_body_bytes;
+  s.set_error_handler([limit](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    std::string message = "HTTP " + std::to_string(res.status) + " for " + req.method + " " +
+                          req.path;
+    if (res.status == 413) {
+      message = "the request body is larger than the limit of " + std::to_string(limit) +
+                " bytes; send smaller batches or start the server with a larger --max-message-mb";
+    } else if (res.status == 404) {
+      message = "no endpoint " + req.method + " " + req.path +
+                "; the protocol's endpoints are under /v2 (e.g. /v2/models/<model>/infer)";
+    }
+    res.set_content(json{{"error", message}}.dump(), "application/json");
+  });
+  if (metrics_only) {
+    AddMetricsRoute(s, repository);
+  } else {
+    AddProtocolRoutes(s, repository, ready);
+  }
+  int port = options.port;
+  if (port == 0) {
+    port = s.bind_to_any_port(options.host);
+  } else if (!s.bind_to_port(options.host, port)) {
+    port = -1;
+  }
+  if (port < 0) {
+    return Status(StatusCode::kUnavailable,
+                  "cannot listen on " + options.host + ":" + std::to_string(options.port) +
+                      " (HTTP); is another server using the port? choose another with --" +
+                      (metrics_only ? "metrics-port" : "http-port"));
+  }
+  server->port_ = port;
+  server->thread_ = std::thread([&s] { s.listen_after_bind(); });
+  return server;
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace parnet::serve

@@ -1,0 +1,39 @@
+// One inference request and its result as the protocol front ends (gRPC, HTTP) hand them to a
+// served model, independent of the wire format.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/core/status.h"
+#include "runtime/core/tensor.h"
+
+namespace parnet::serve {
+
+using Clock = std::chrono::steady_clock;
+
+struct InferRequest {
+  std::string id;
+  // By input name, with the datatype and shape the client sent. Tensors may borrow bytes from
+  // `keep_alive` (the decoded wire message), which then lives until the request is answered.
+  std::map<std::string, Tensor> inputs;
+  std::shared_ptr<const void> keep_alive;
+  // Microseconds the request may wait in the queue (the "timeout" parameter); 0: the model's
+  // default.
+  uint64_t timeout_us = 0;
+  Clock::time_point arrival = Clock::now();
+};
+
+struct InferResult {
+  // Every output of the model, in model order, with the config's datatype.
+  std::vector<std::pair<std::string, Tensor>> outputs;
+};
+
+// Called exactly once per accepted request, on a worker thread; must not block for long.
+using InferDone = std::function<void(StatusOr<InferResult>)>;
+
+}  // namespace parnet::serve

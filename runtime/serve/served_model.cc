@@ -1,0 +1,435 @@
+#include "runtime/serve/served_model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "runtime/core/log_internal.h"
+#include "runtime/graph/onnx_import.h"
+#include "runtime/serve/datatype.h"
+#include "runtime/serve/model_config.h"
+
+namespace parnet::serve {
+namespace {
+
+uint64_t Nanos(Clock::duration d) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
+std::vector<std::string> ReadLabels(const std::string& path) {
+  std::vector<std::string> labels;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) labels.push_back(line);
+  return labels;
+}
+
+std::string ConfigShape(bool batched, const google::protobuf::RepeatedField<int64_t>& dims) {
+  Shape shape(dims.begin(), dims.end());
+  if (batched) shape.insert(shape.begin(), -1);
+  return ShapeToString(shape);
+}
+
+// Rows [begin, begin + count) of a batch-first tensor, as a new tensor.
+Tensor SliceRows(const Tensor& t, int64_t begin, int64_t count) {
+  Shape shape = t.shape();
+  const size_t row_bytes = t.num_bytes() / static_cast<size_t>(shape[0]);
+  shape[0] = count;
+  Tensor out(t.dtype(), shape);
+  std::memcpy(out.raw_data(), static_cast<const std::byte*>(t.raw_data()) + begin * row_bytes,
+              static_cast<size_t>(count) * row_bytes);
+  return out;
+}
+
+}  // namespace
+
+ServedModel::ServedModel(std::string name, int64_t version, inference::ModelConfig config,
+                         const ServeOptions& options)
+    : name_(std::move(name)), version_(version), config_(std::move(config)), options_(options) {}
+
+StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name,
+                                                        int64_t version,
+                                                        const std::string& model_path,
+                                                        inference::ModelConfig config,
+                                                        const ServeOptions& options) {
+  auto where = [&](const Status& s) {
+    return s.WithContext("model '" + name + "' version " + std::to_string(version));
+  };
+  StatusOr<Graph> graph = LoadOnnxModel(model_path);
+  if (!graph.ok()) return where(graph.status());
+  if (Status s = CompleteModelConfig(*graph, name, &config); !s.ok()) return where(s);
+
+  std::unique_ptr<ServedModel> model(new ServedModel(name, version, config, options));
+  for (const auto& n : graph->inputs) model->model_dtypes_[n] = graph->FindType(n)->dtype;
+  for (const auto& n : graph->outputs) model->model_dtypes_[n] = graph->FindType(n)->dtype;
+  model->buckets_ = BatchBuckets(config);
+  const bool batched = config.max_batch_size() > 0;
+  model->batching_ = batched && config.has_dynamic_batching();
+  if (model->batching_) {
+    const auto& db = config.dynamic_batching();
+    model->max_delay_ = std::chrono::microseconds(db.max_queue_delay_microseconds());
+    model->target_batch_ = config.max_batch_size();
+    if (db.preferred_batch_size_size() > 0) {
+      model->target_batch_ = *std::max_element(db.preferred_batch_size().begin(),
+                                               db.preferred_batch_size().end());
+    }
+    if (db.has_default_queue_policy()) {
+      const auto& policy = db.default_queue_policy();
+      model->default_timeout_us_ = policy.default_timeout_microseconds();
+      model->allow_timeout_override_ = policy.allow_timeout_override();
+      model->max_queue_ = policy.max_queue_size();
+    }
+  }
+  if (model->max_queue_ == 0) model->max_queue_ = options.default_max_queue;
+  for (const auto& out : config.output()) {
+    if (!out.label_filename().empty() && model->labels_.empty()) {
+      const auto dir = std::filesystem::path(model_path).parent_path().parent_path();
+      model->labels_ = ReadLabels((dir / out.label_filename()).string());
+    }
+  }
+
+  int instances = 0;
+  for (const auto& group : config.instance_group()) instances += group.count();
+  EngineOptions engine_options;
+  engine_options.backend = options.backend;
+  engine_options.threads = options.threads;
+  if (engine_options.threads == 0 && instances > 1) {
+    engine_options.threads =
+        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / instances);
+  }
+  // Every warmed-up batch size stays compiled; the slack is for dynamic item shapes.
+  engine_options.max_cached_shapes = model->buckets_.size() + 8;
+  for (int i = 0; i < instances; ++i) {
+    StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*graph, engine_options);
+    if (!engine.ok()) return where(engine.status());
+    model->engines_.push_back(std::move(*engine));
+  }
+  for (auto& engine : model->engines_) {
+    model->workers_.emplace_back([m = model.get(), e = engine.get()] { m->WorkerLoop(e); });
+  }
+  return model;
+}
+
+ServedModel::~ServedModel() {
+  std::deque<Pending> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    left.swap(queue_);
+  }
+  cv_.notify_all();
+  for (auto& worker : workers_) worker.join();
+  for (auto& pending : left) {
+    Finish(pending, Status(StatusCode::kUnavailable,
+                           "the server is shutting down; send the request to another replica"));
+  }
+}
+
+Status ServedModel::WarmUp() {
+  bool static_items = true;
+  for (const auto& input : config_.input()) {
+    for (int64_t d : input.dims()) static_items = static_items && d > 0;
+  }
+  if (static_items) {
+    const bool batched = config_.max_batch_size() > 0;
+    for (int64_t bucket : buckets_) {
+      std::map<std::string, Shape> shapes;
+      for (const auto& input : config_.input()) {
+        Shape shape(input.dims().begin(), input.dims().end());
+        if (batched) shape.insert(shape.begin(), bucket);
+        shapes[input.name()] = shape;
+      }
+      for (auto& engine : engines_) {
+        RETURN_IF_ERROR(engine->Prepare(shapes).WithContext(
+            "warming up model '" + name_ + "' at batch " + std::to_string(bucket)));
+      }
+    }
+  } else {
+    Logger("serve")->info("model '{}': item shape is dynamic; each new shape compiles on first use",
+                          name_);
+  }
+  ready_ = true;
+  return Status::Ok();
+}
+
+size_t ServedModel::queue_size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.size();
+}
+
+Status ServedModel::Check(const InferRequest& request, int64_t* batch) const {
+  const bool batched = config_.max_batch_size() > 0;
+  std::string expected;
+  for (const auto& in : config_.input()) {
+    expected += (expected.empty() ? "'" : ", '") + in.name() + "' (" +
+                ProtocolName(DTypeFromConfig(in.data_type())) + ConfigShape(batched, in.dims()) +
+                ")";
+  }
+  for (const auto& [name, tensor] : request.inputs) {
+    const bool known = std::any_of(config_.input().begin(), config_.input().end(),
+                                   [&](const auto& in) { return in.name() == name; });
+    if (!known) {
+      return InvalidArgument("unexpected input '" + name + "' for model '" + name_ +
+                             "'; it takes " + expected);
+    }
+  }
+  *batch = -1;
+  for (const auto& in : config_.input()) {
+    auto it = request.inputs.find(in.name());
+    if (it == request.inputs.end()) {
+      if (in.optional()) continue;
+      return InvalidArgument("input '" + in.name() + "' is missing; model '" + name_ +
+                             "' takes " + expected);
+    }
+    const Tensor& t = it->second;
+    const DType want = DTypeFromConfig(in.data_type());
+    const std::string head = "input '" + in.name() + "': ";
+    if (t.dtype() != want) {
+      return InvalidArgument(head + "datatype " + ProtocolName(t.dtype()) +
+                             " does not match the model's " + ProtocolName(want) + "; send " +
+                             ProtocolName(want));
+    }
+    const std::string shapes = "shape " + ShapeToString(t.shape()) + " does not fit the model's " +
+                               ConfigShape(batched, in.dims()) +
+                               (batched ? " (batch first, -1: any size)" : " (-1: any size)");
+    const size_t rank = static_cast<size_t>(in.dims_size()) + (batched ? 1 : 0);
+    if (t.shape().size() != rank) {
+      return InvalidArgument(head + shapes + ": the rank must be " + std::to_string(rank));
+    }
+    for (size_t d = 0; d < rank; ++d) {
+      if (t.shape()[d] < 1) {
+        return InvalidArgument(head + shapes + ": dimension " + std::to_string(d) + " is " +
+                               std::to_string(t.shape()[d]) + "; every dimension must be >= 1");
+      }
+      const int64_t want_dim = (batched && d == 0) ? -1 : in.dims(static_cast<int>(d - batched));
+      if (want_dim >= 0 && t.shape()[d] != want_dim) {
+        return InvalidArgument(head + shapes + ": dimension " + std::to_string(d) + " must be " +
+                               std::to_string(want_dim));
+      }
+    }
+    if (batched) {
+      if (t.shape()[0] > config_.max_batch_size()) {
+        return InvalidArgument(head + "batch size " + std::to_string(t.shape()[0]) +
+                               " exceeds max_batch_size " +
+                               std::to_string(config_.max_batch_size()) + " of model '" + name_ +
+                               "'; split the request");
+      }
+      if (*batch >= 0 && *batch != t.shape()[0]) {
+        return InvalidArgument(head + "batch size " + std::to_string(t.shape()[0]) +
+                               " differs from the other inputs' " + std::to_string(*batch) +
+                               "; every input needs the same batch size");
+      }
+      *batch = t.shape()[0];
+    }
+    // The graph's own rules (spatial sizes its strides allow), on the model's element type.
+    RETURN_IF_ERROR(engines_.front()->CheckInputShape(in.name(), model_dtypes_.at(in.name()),
+                                                      t.shape()));
+  }
+  if (*batch < 0) *batch = 1;
+  return Status::Ok();
+}
+
+Status ServedModel::Submit(InferRequest request, InferDone done) {
+  const Clock::time_point arrival = request.arrival;
+  auto fail = [&](Status s) {
+    stats_.RecordRequest(false, Nanos(Clock::now() - arrival));
+    return s;
+  };
+  if (!ready_) {
+    return fail(Status(StatusCode::kUnavailable, "model '" + name_ + "' is still warming up; " +
+                                                    "retry when ModelReady says ready"));
+  }
+  Pending pending;
+  if (Status s = Check(request, &pending.batch); !s.ok()) return fail(s);
+  for (const auto& [name, t] : request.inputs) {
+    Shape item(t.shape().begin() + (config_.max_batch_size() > 0 ? 1 : 0), t.shape().end());
+    pending.item_signature += name + ShapeToString(item) + ";";
+  }
+  uint64_t timeout_us = default_timeout_us_;
+  if (request.timeout_us > 0 && allow_timeout_override_) timeout_us = request.timeout_us;
+  pending.deadline = timeout_us > 0 ? arrival + std::chrono::microseconds(timeout_us)
+                                    : Clock::time_point::max();
+  pending.request = std::move(request);
+  pending.done = std::move(done);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) {
+      return fail(Status(StatusCode::kUnavailable, "the server is shutting down"));
+    }
+    if (queue_.size() >= max_queue_) {
+      return fail(Status(StatusCode::kResourceExhausted,
+                         "the queue of model '" + name_ + "' is full (" +
+                             std::to_string(max_queue_) +
+                             " requests, max_queue_size); retry later, or raise "
+                             "dynamic_batching.default_queue_policy.max_queue_size"));
+    }
+    queue_.push_back(std::move(pending));
+  }
+  cv_.notify_all();
+  return Status::Ok();
+}
+
+void ServedModel::RecordFailure(Clock::time_point arrival) {
+  stats_.RecordRequest(false, Nanos(Clock::now() - arrival));
+}
+
+void ServedModel::Finish(Pending& pending, StatusOr<InferResult> result) {
+  stats_.RecordRequest(result.ok(), Nanos(Clock::now() - pending.request.arrival));
+  pending.done(std::move(result));
+}
+
+void ServedModel::ExpireLocked(Clock::time_point now, std::vector<Pending>* expired) {
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (it->deadline <= now) {
+      expired->push_back(std::move(*it));
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+int64_t ServedModel::CompatibleItemsLocked() const {
+  int64_t items = 0;
+  for (const auto& p : queue_) {
+    if (p.item_signature == queue_.front().item_signature) items += p.batch;
+  }
+  return items;
+}
+
+std::vector<ServedModel::Pending> ServedModel::TakeBatchLocked() {
+  std::vector<Pending> batch;
+  if (!batching_) {
+    batch.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+    return batch;
+  }
+  const std::string signature = queue_.front().item_signature;
+  int64_t items = 0;
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (it->item_signature != signature) {
+      ++it;
+      continue;
+    }
+    // First come, first served: stop at the first request that does not fit.
+    if (items + it->batch > config_.max_batch_size()) break;
+    items += it->batch;
+    batch.push_back(std::move(*it));
+    it = queue_.erase(it);
+  }
+  return batch;
+}
+
+void ServedModel::WorkerLoop(Engine* engine) {
+  for (;;) {
+    std::vector<Pending> batch, expired;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      ExpireLocked(Clock::now(), &expired);
+      if (batching_ && !queue_.empty()) {
+        // Wait for a full batch, but never longer than the oldest request's queue delay.
+        const Clock::time_point until = queue_.front().request.arrival + max_delay_;
+        while (!stop_ && !queue_.empty() && CompatibleItemsLocked() < target_batch_ &&
+               Clock::now() < until) {
+          cv_.wait_until(lock, until);
+        }
+        if (stop_) return;
+        ExpireLocked(Clock::now(), &expired);
+      }
+      if (!queue_.empty()) batch = TakeBatchLocked();
+    }
+    for (auto& p : expired) {
+      Finish(p, Status(StatusCode::kDeadlineExceeded,
+                       "request '" + p.request.id + "' waited in the queue of model '" + name_ +
+                           "' past its timeout; raise the timeout or lower the load"));
+    }
+    if (!batch.empty()) Execute(engine, std::move(batch));
+  }
+}
+
+StatusOr<std::map<std::string, Tensor>> ServedModel::AssembleInputs(
+    const std::vector<Pending>& batch, int64_t padded) const {
+  std::map<std::string, Tensor> inputs;
+  for (const auto& [name, first] : batch.front().request.inputs) {
+    const DType model_dtype = model_dtypes_.at(name);
+    if (batch.size() == 1 && (first.rank() == 0 || first.dim(0) == padded ||
+                              config_.max_batch_size() == 0)) {
+      inputs[name] = ConvertTo(first, model_dtype);  // no copy when the types agree
+      continue;
+    }
+    Shape shape = first.shape();
+    shape[0] = padded;
+    Tensor joined(model_dtype, shape);  // zero-filled: the padding rows
+    auto* dst = static_cast<std::byte*>(joined.raw_data());
+    for (const auto& p : batch) {
+      const Tensor part = ConvertTo(p.request.inputs.at(name), model_dtype);
+      std::memcpy(dst, part.raw_data(), part.num_bytes());
+      dst += part.num_bytes();
+    }
+    inputs[name] = std::move(joined);
+  }
+  return inputs;
+}
+
+void ServedModel::Execute(Engine* engine, std::vector<Pending> batch) {
+  const Clock::time_point start = Clock::now();
+  int64_t items = 0;
+  for (const auto& p : batch) {
+    stats_.RecordQueue(Nanos(start - p.request.arrival));
+    items += p.batch;
+  }
+  int64_t padded = items;
+  if (config_.max_batch_size() > 0) {
+    padded = *std::lower_bound(buckets_.begin(), buckets_.end(), items);
+  }
+  StatusOr<std::map<std::string, Tensor>> inputs = AssembleInputs(batch, padded);
+  const Clock::time_point assembled = Clock::now();
+  StatusOr<std::vector<Tensor>> outputs =
+      inputs.ok() ? engine->Run(*inputs) : StatusOr<std::vector<Tensor>>(inputs.status());
+  const Clock::time_point ran = Clock::now();
+  if (!outputs.ok()) {
+    for (auto& p : batch) Finish(p, outputs.status());
+    return;
+  }
+  std::vector<InferResult> results(batch.size());
+  const bool batched = config_.max_batch_size() > 0;
+  Status split;
+  for (int o = 0; o < config_.output_size() && split.ok(); ++o) {
+    const auto& out_config = config_.output(o);
+    const auto& names = engine->output_names();
+    const size_t index = std::find(names.begin(), names.end(), out_config.name()) - names.begin();
+    const Tensor& out = (*outputs)[index];
+    if (batched && (out.rank() < 1 || out.dim(0) != padded)) {
+      split = Internal("output '" + out_config.name() + "' has shape " +
+                       ShapeToString(out.shape()) + ", not batch-first with " +
+                       std::to_string(padded) + " rows; the model cannot be batched: set "
+                       "max_batch_size: 0");
+      break;
+    }
+    const DType wire = DTypeFromConfig(out_config.data_type());
+    int64_t row = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const bool whole = !batched || (batch.size() == 1 && batch[i].batch == padded);
+      Tensor part = whole ? out : SliceRows(out, row, batch[i].batch);
+      results[i].outputs.emplace_back(out_config.name(), ConvertTo(part, wire));
+      row += batch[i].batch;
+    }
+  }
+  const Clock::time_point split_done = Clock::now();
+  if (split.ok()) {
+    stats_.RecordExecution(static_cast<uint64_t>(items), static_cast<uint64_t>(padded),
+                           Nanos(assembled - start), Nanos(ran - assembled),
+                           Nanos(split_done - ran));
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (split.ok()) {
+      Finish(batch[i], std::move(results[i]));
+    } else {
+      Finish(batch[i], split);
+    }
+  }
+}
+
+}  // namespace parnet::serve

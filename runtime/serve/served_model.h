@@ -1,0 +1,112 @@
+// A served model version: its engines (one per instance of the config's instance_group), the
+// request queue in front of them and the dynamic batcher that drains it.
+//
+// Submit() checks a request against the config and queues it; a worker thread per instance
+// gathers queued requests with the same item shape into one batch (up to max_batch_size, waiting
+// at most max_queue_delay_microseconds for the largest preferred size), pads it to the next of the
+// warmed-up batch sizes (BatchBuckets), runs it, and splits the outputs back per request. Without
+// dynamic_batching each request runs alone. The queue is bounded: a request beyond
+// max_queue_size is refused with RESOURCE_EXHAUSTED, and one that waited longer than its timeout
+// is answered DEADLINE_EXCEEDED without running. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "proto/model_config.pb.h"
+#include "runtime/exec/engine.h"
+#include "runtime/serve/infer.h"
+#include "runtime/serve/stats.h"
+
+namespace parnet::serve {
+
+struct ServeOptions {
+  std::string backend = "cpu";
+  int threads = 0;                // OpenMP threads per instance; 0: the cores split among them
+  uint32_t default_max_queue = 1024;  // when the config sets no max_queue_size
+};
+
+class ServedModel {
+ public:
+  // Loads `model_path` (ONNX), completes and checks `config` against it, and starts the workers.
+  // The model is not ready until WarmUp() returned OK.
+  static StatusOr<std::unique_ptr<ServedModel>> Load(const std::string& name, int64_t version,
+                                                     const std::string& model_path,
+                                                     inference::ModelConfig config,
+                                                     const ServeOptions& options);
+  // Stops the workers; queued requests are answered UNAVAILABLE.
+  ~ServedModel();
+
+  // Compiles every batch size the model will run with (when its item shape is static), on every
+  // instance, then marks the model ready. Blocks for the compile time.
+  Status WarmUp();
+
+  // Checks `request` (names, datatypes, shapes, batch size) and queues it. OK: `done` will be
+  // called exactly once, on a worker thread. Not OK: `done` is never called. Never blocks on the
+  // model's execution.
+  Status Submit(InferRequest request, InferDone done);
+  // Counts a request that failed before Submit (a malformed wire message) against this model.
+  void RecordFailure(Clock::time_point arrival);
+
+  const std::string& name() const { return name_; }
+  int64_t version() const { return version_; }
+  const inference::ModelConfig& config() const { return config_; }
+  bool ready() const { return ready_; }
+  const ModelStats& stats() const { return stats_; }
+  size_t queue_size() const;
+  const std::vector<std::string>& labels() const { return labels_; }
+
+ private:
+  struct Pending {
+    InferRequest request;
+    InferDone done;
+    Clock::time_point deadline;  // max(): none
+    int64_t batch = 1;
+    std::string item_signature;  // requests batch together only when these are equal
+  };
+
+  ServedModel(std::string name, int64_t version, inference::ModelConfig config,
+              const ServeOptions& options);
+  Status Check(const InferRequest& request, int64_t* batch) const;
+  void WorkerLoop(Engine* engine);
+  // REQUIRES: mu_ held, queue_ not empty. Removes and returns the requests of the next batch.
+  std::vector<Pending> TakeBatchLocked();
+  int64_t CompatibleItemsLocked() const;
+  void ExpireLocked(Clock::time_point now, std::vector<Pending>* expired);
+  void Execute(Engine* engine, std::vector<Pending> batch);
+  StatusOr<std::map<std::string, Tensor>> AssembleInputs(const std::vector<Pending>& batch,
+                                                        int64_t padded) const;
+  void Finish(Pending& pending, StatusOr<InferResult> result);
+
+  const std::string name_;
+  const int64_t version_;
+  const inference::ModelConfig config_;
+  const ServeOptions options_;
+  std::vector<int64_t> buckets_;
+  std::map<std::string, DType> model_dtypes_;  // the ONNX model's own types, by tensor name
+  std::vector<std::string> labels_;
+  bool batching_ = false;       // dynamic_batching configured
+  int64_t target_batch_ = 1;    // dispatch without waiting once this many items are queued
+  Clock::duration max_delay_{};
+  uint64_t default_timeout_us_ = 0;
+  bool allow_timeout_override_ = true;
+  size_t max_queue_ = 0;
+
+  std::vector<std::unique_ptr<Engine>> engines_;
+  ModelStats stats_;
+  std::atomic<bool> ready_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> queue_;  // guarded by mu_
+  bool stop_ = false;          // guarded by mu_
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace parnet::serve

@@ -1,0 +1,63 @@
+#include "runtime/serve/server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/service_type.h>
+
+#include <limits>
+
+#include "runtime/serve/grpc_frontend.h"
+
+namespace parnet::serve {
+
+StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
+  std::unique_ptr<Server> server(new Server());
+  ASSIGN_OR_RETURN(server->repository_,
+                   ModelRepository::Load(options.model_repository, options.models));
+  const int max_message = static_cast<int>(
+      std::min<size_t>(options.max_message_bytes, std::numeric_limits<int>::max()));
+  if (options.grpc_port >= 0) {
+    server->service_ = MakeGrpcService(server->repository_.get(), &server->ready_);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(options.host + ":" + std::to_string(options.grpc_port),
+                             grpc::InsecureServerCredentials(), &server->grpc_port_);
+    builder.RegisterService(server->service_.get());
+    // gRPC's default of 4 MiB holds fewer than 7 images of 224x224 FP32.
+    builder.SetMaxReceiveMessageSize(max_message);
+    builder.SetMaxSendMessageSize(max_message);
+    server->grpc_ = builder.BuildAndStart();
+    if (!server->grpc_ || server->grpc_port_ <= 0) {
+      return Status(StatusCode::kUnavailable,
+                    "cannot listen on " + options.host + ":" + std::to_string(options.grpc_port) +
+                        " (gRPC); is another server using the port? choose another with "
+                        "--grpc-port");
+    }
+  }
+  HttpOptions http;
+  http.host = options.host;
+  http.max_body_bytes = options.max_message_bytes;
+  http.threads = options.http_threads;
+  if (options.http_port >= 0) {
+    http.port = options.http_port;
+    ASSIGN_OR_RETURN(server->http_, HttpServer::Start(http, server->repository_.get(),
+                                                      &server->ready_, false));
+  }
+  if (options.metrics_port >= 0) {
+    http.port = options.metrics_port;
+    http.threads = 2;
+    ASSIGN_OR_RETURN(server->metrics_, HttpServer::Start(http, server->repository_.get(),
+                                                         &server->ready_, true));
+  }
+  server->ready_ = true;
+  return server;
+}
+
+Server::~Server() { Shutdown(); }
+
+void Server::Shutdown() {
+  ready_ = false;
+  if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (http_) http_->Stop();
+  if (metrics_) metrics_->Stop();
+}
+
+}  // namespace parnet::serve
