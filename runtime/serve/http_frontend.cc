@@ -417,7 +417,13 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& optio
     if (!res.body.empty()) return;
     std::string message = "HTTP " + std::to_string(res.status) + " for " + req.method + " " +
                           req.path;
-    if (res.status == 413) {
+    if (res.status == 413 && req.get_header_value("Content-Type") ==
+                                 "application/x-www-form-urlencoded") {
+      // cpp-httplib caps form-encoded bodies at 8 KiB whatever the payload limit.
+      message = "the body is sent as application/x-www-form-urlencoded, which is limited to "
+                "8192 bytes; send Content-Type: application/json (or application/octet-stream "
+                "with Inference-Header-Content-Length)";
+    } else if (res.status == 413) {
       message = "the request body is larger than the limit of " + std::to_string(limit) +
                 " bytes; send smaller batches or start the server with a larger --max-message-mb";
     } else if (res.status == 404) {

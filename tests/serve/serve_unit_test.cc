@@ -1,0 +1,176 @@
+// The serving core without the network: float conversions, config completion and refusals, and
+// the dynamic batcher on the shipped model (batches formed, results split back per request, a
+// full queue refused, a timed-out request answered DEADLINE_EXCEEDED).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <random>
+
+#include "runtime/graph/onnx_import.h"
+#include "runtime/serve/datatype.h"
+#include "runtime/serve/frontend.h"
+#include "runtime/serve/model_config.h"
+#include "runtime/serve/served_model.h"
+
+namespace parnet::serve {
+namespace {
+
+const std::string kModelDir = std::string(PARNET_SOURCE_DIR) + "/deploy/models/parnet-fmnist";
+const std::string kModel = kModelDir + "/1/model.onnx";
+
+TEST(DatatypeTest, HalfAndBFloat16RoundToNearestEven) {
+  EXPECT_EQ(FloatToHalf(1.0f), 0x3c00);
+  EXPECT_EQ(FloatToHalf(-2.0f), 0xc000);
+  EXPECT_EQ(FloatToHalf(65504.0f), 0x7bff);
+  EXPECT_EQ(FloatToHalf(1e6f), 0x7c00);                  // overflow -> inf
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
+  EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie -> even
+  EXPECT_EQ(FloatToHalf(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);
+  EXPECT_TRUE(std::isnan(HalfToFloat(FloatToHalf(NAN))));
+  std::mt19937 rng(0);
+  std::normal_distribution<float> normal(0.f, 100.f);
+  for (int i = 0; i < 10000; ++i) {
+    const float x = normal(rng);
+    EXPECT_NEAR(HalfToFloat(FloatToHalf(x)), x, std::abs(x) * std::ldexp(1.0f, -11) + 1e-7f);
+    EXPECT_NEAR(BFloat16ToFloat(FloatToBFloat16(x)), x, std::abs(x) * std::ldexp(1.0f, -8));
+  }
+  EXPECT_EQ(FloatToBFloat16(1.0f), 0x3f80);
+}
+
+TEST(ModelConfigTest, ShippedConfigParsesAndCompletes) {
+  auto config = ReadModelConfig(kModelDir + "/config.pbtxt");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  auto graph = LoadOnnxModel(kModel);
+  ASSERT_TRUE(graph.ok());
+  ASSERT_TRUE(CompleteModelConfig(*graph, "parnet-fmnist", &*config).ok());
+  EXPECT_EQ(config->max_batch_size(), 256);
+  EXPECT_EQ(config->input(0).dims_size(), 3);
+  EXPECT_EQ(BatchBuckets(*config), (std::vector<int64_t>{1, 2, 4, 8, 16, 32, 64, 128, 256}));
+  const std::string json = ModelConfigToJson(*config);
+  EXPECT_NE(json.find("\"dims\":[1,32,32]"), std::string::npos) << json;
+}
+
+Status Complete(const std::string& text) {
+  const auto path = std::filesystem::temp_directory_path() / "parnet_serve_test_config.pbtxt";
+  std::ofstream(path) << text;
+  auto config = ReadModelConfig(path.string());
+  if (!config.ok()) return config.status();
+  auto graph = LoadOnnxModel(kModel);
+  if (!graph.ok()) return graph.status();
+  return CompleteModelConfig(*graph, "m", &*config);
+}
+
+TEST(ModelConfigTest, RefusesWhatDoesNotFitTheModel) {
+  EXPECT_TRUE(Complete("max_batch_size: 8").ok());
+  auto expect = [](const Status& s, const std::string& text) {
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(s.message().find(text), std::string::npos) << s.message();
+  };
+  expect(Complete("max_batch_size: 8 sequence_batching {}"), "sequence_batching");
+  expect(Complete("name: \"other\""), "differs from the folder name");
+  expect(Complete("max_batch_size: 8 input [{ name: \"x\" }]"), "not a input of the model");
+  expect(Complete("max_batch_size: 8 input [{ name: \"input\" data_type: TYPE_INT64 }]"),
+         "does not fit the model's FP32");
+  expect(Complete("max_batch_size: 8 input [{ name: \"input\" dims: [1, 28, 28] }]"),
+         "do not fit the model's [1,32,32]");
+  expect(Complete("max_batch_size: 8 dynamic_batching { preferred_batch_size: [16] }"),
+         "preferred_batch_size 16 is outside 1..8");
+  expect(Complete("instance_group [{ kind: KIND_GPU }]"), "parnet serves on the CPU");
+}
+
+// A served copy of the shipped model with `config_text`, warmed up.
+std::unique_ptr<ServedModel> Serve(const std::string& config_text) {
+  const auto path = std::filesystem::temp_directory_path() / "parnet_serve_test_model.pbtxt";
+  std::ofstream(path) << config_text;
+  auto config = ReadModelConfig(path.string());
+  EXPECT_TRUE(config.ok());
+  auto model = ServedModel::Load("m", 1, kModel, *config, ServeOptions{});
+  EXPECT_TRUE(model.ok()) << model.status().ToString();
+  EXPECT_TRUE((*model)->WarmUp().ok());
+  return std::move(*model);
+}
+
+Tensor Images(int64_t n, int seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  Tensor t(DType::kFloat32, {n, 1, 32, 32});
+  for (int64_t i = 0; i < t.num_elements(); ++i) t.data<float>()[i] = normal(rng);
+  return t;
+}
+
+TEST(ServedModelTest, BatchesRequestsAndSplitsTheResultsBack) {
+  auto model = Serve("max_batch_size: 16 dynamic_batching { max_queue_delay_microseconds: 200000 "
+                     "preferred_batch_size: [6] }");
+  auto engine = Engine::Load(kModel);
+  ASSERT_TRUE(engine.ok());
+  std::vector<std::future<StatusOr<InferResult>>> futures;
+  std::vector<Tensor> inputs;
+  for (int i = 0; i < 3; ++i) {
+    inputs.push_back(Images(i + 1, i));  // 1 + 2 + 3 items: the preferred size, no waiting
+    InferRequest request;
+    request.id = std::to_string(i);
+    request.inputs["input"] = inputs.back();
+    futures.push_back(std::async(std::launch::async, InferAndWait, model.get(), request));
+  }
+  for (int i = 0; i < 3; ++i) {
+    StatusOr<InferResult> result = futures[i].get();
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    const Tensor& got = result->outputs.at(0).second;
+    auto want = (*engine)->Run({{"input", inputs[i]}});
+    ASSERT_TRUE(want.ok());
+    ASSERT_EQ(got.shape(), (*want)[0].shape());
+    for (int64_t k = 0; k < got.num_elements(); ++k) {
+      EXPECT_NEAR(got.data<float>()[k], (*want)[0].data<float>()[k], 1e-4);
+    }
+  }
+  const StatsSnapshot stats = model->stats().Snapshot();
+  EXPECT_EQ(stats.inference_count, 6u);
+  EXPECT_EQ(stats.success.count, 3u);
+  EXPECT_LT(stats.execution_count, 3u) << "the three requests should share a batch";
+}
+
+TEST(ServedModelTest, RefusesWhenTheQueueIsFullAndExpiresOldRequests) {
+  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 300000 "
+                     "default_queue_policy { max_queue_size: 2 default_timeout_microseconds: 1000 }}");
+  std::vector<std::promise<StatusOr<InferResult>>> promises(2);
+  for (int i = 0; i < 2; ++i) {
+    InferRequest request;
+    request.inputs["input"] = Images(1, i);
+    ASSERT_TRUE(model->Submit(request, [&promises, i](StatusOr<InferResult> r) {
+                       promises[i].set_value(std::move(r));
+                     }).ok());
+  }
+  InferRequest third;
+  third.inputs["input"] = Images(1, 3);
+  // The worker waits up to 300 ms for a fuller batch, so both requests are still queued.
+  Status full = model->Submit(third, [](StatusOr<InferResult>) { FAIL() << "never called"; });
+  EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(full.message().find("is full"), std::string::npos);
+  for (auto& p : promises) {
+    StatusOr<InferResult> r = p.get_future().get();
+    EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+  }
+}
+
+TEST(ServedModelTest, ChecksRequestsAgainstTheConfig) {
+  auto model = Serve("max_batch_size: 4");
+  auto submit = [&](Tensor t) {
+    InferRequest request;
+    request.inputs["input"] = std::move(t);
+    return model->Submit(request, [](StatusOr<InferResult>) {});
+  };
+  EXPECT_NE(submit(Images(5, 0)).message().find("exceeds max_batch_size 4"), std::string::npos);
+  EXPECT_NE(submit(Tensor(DType::kFloat64, {1, 1, 32, 32})).message().find("datatype FP64"),
+            std::string::npos);
+  EXPECT_NE(submit(Tensor(DType::kFloat32, {1, 32, 32})).message().find("rank must be 4"),
+            std::string::npos);
+  EXPECT_NE(submit(Tensor(DType::kFloat32, {1, 1, 32, 31})).message().find("dimension 3 must be 32"),
+            std::string::npos);
+  EXPECT_EQ(model->stats().Snapshot().fail.count, 4u);
+}
+
+}  // namespace
+}  // namespace parnet::serve

@@ -1,0 +1,343 @@
+"""parnet serve against Triton's own clients (tritonclient over gRPC and HTTP, perf_analyzer):
+outputs equal `parnet run`, every bad request gets the right code and a message naming the
+problem, the server survives all of them, concurrent clients each get their own answer."""
+import concurrent.futures
+import csv
+import json
+import os
+import pathlib
+import subprocess
+import urllib.error
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
+
+from conftest import FMNIST, assert_logits_close, parnet_run
+
+MODEL = "parnet-fmnist"
+
+
+def grpc_infer(server, batch, model=MODEL, **kwargs):
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    inp = grpcclient.InferInput("input", list(batch.shape), "FP32")
+    inp.set_data_from_numpy(batch)
+    return client.infer(model, [inp], **kwargs)
+
+
+def stub(server):
+    channel = grpc.insecure_channel(server.grpc_url, options=[
+        ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
+    return service_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+
+def raw_request(batch, model=MODEL, name="input", datatype="FP32", shape=None):
+    req = service_pb2.ModelInferRequest(model_name=model, id="raw")
+    t = req.inputs.add(name=name, datatype=datatype)
+    t.shape.extend(list(batch.shape) if shape is None else shape)
+    req.raw_input_contents.append(batch.tobytes())
+    return req
+
+
+def http_post(server, path, body, headers=None):
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(f"http://{server.http_url}{path}", data=body,
+                                 headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def http_json_infer(server, batch, model=MODEL, name="input", datatype="FP32", shape=None):
+    body = {"id": "j", "inputs": [{"name": name, "datatype": datatype,
+                                   "shape": list(batch.shape) if shape is None else shape,
+                                   "data": batch.flatten().tolist()}]}
+    return http_post(server, f"/v2/models/{model}/infer", json.dumps(body).encode())
+
+
+# ---- correct answers ----
+
+def test_health_and_metadata(server):
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready(MODEL)
+    meta = client.get_model_metadata(MODEL, as_json=True)
+    assert meta["inputs"][0]["shape"] == ["-1", "1", "32", "32"]
+    config = client.get_model_config(MODEL, as_json=True)["config"]
+    assert config["max_batch_size"] == 256
+    assert config["dynamic_batching"]["preferred_batch_size"] == [16, 64, 256]
+    http = httpclient.InferenceServerClient(server.http_url)
+    assert http.is_server_live() and http.is_server_ready() and http.is_model_ready(MODEL)
+    assert http.get_model_config(MODEL)["input"][0]["dims"] == [1, 32, 32]
+    assert http.get_server_metadata()["name"] == "parnet"
+
+
+def test_grpc_raw_matches_parnet_run(server, fmnist_batch, fmnist_reference):
+    result = grpc_infer(server, fmnist_batch, request_id="req-7")
+    assert result.get_response().id == "req-7"
+    assert_logits_close(result.as_numpy("logits"), fmnist_reference)
+
+
+def test_grpc_typed_contents_matches_parnet_run(server, fmnist_batch, fmnist_reference):
+    req = service_pb2.ModelInferRequest(model_name=MODEL, id="typed")
+    t = req.inputs.add(name="input", datatype="FP32")
+    t.shape.extend(fmnist_batch.shape)
+    t.contents.fp32_contents.extend(fmnist_batch.flatten().tolist())
+    req.outputs.add(name="logits")
+    resp = stub(server).ModelInfer(req)
+    assert resp.id == "typed" and len(resp.raw_output_contents) == 0
+    got = np.array(resp.outputs[0].contents.fp32_contents, np.float32).reshape(8, 10)
+    assert_logits_close(got, fmnist_reference)
+    # Raw outputs when asked.
+    req.parameters["binary_data_output"].bool_param = True
+    resp = stub(server).ModelInfer(req)
+    got = np.frombuffer(resp.raw_output_contents[0], np.float32).reshape(8, 10)
+    assert_logits_close(got, fmnist_reference)
+
+
+@pytest.mark.parametrize("binary_in,binary_out", [(True, True), (False, False), (True, False)])
+def test_http_matches_parnet_run(server, fmnist_batch, fmnist_reference, binary_in, binary_out):
+    client = httpclient.InferenceServerClient(server.http_url)
+    inp = httpclient.InferInput("input", list(fmnist_batch.shape), "FP32")
+    inp.set_data_from_numpy(fmnist_batch, binary_data=binary_in)
+    out = httpclient.InferRequestedOutput("logits", binary_data=binary_out)
+    result = client.infer(MODEL, [inp], outputs=[out], request_id="h1")
+    assert result.get_response()["id"] == "h1"
+    assert_logits_close(result.as_numpy("logits"), fmnist_reference)
+
+
+def test_fp16_config_converts_at_the_edge(server, fmnist_batch, fmnist_reference):
+    half = fmnist_batch.astype(np.float16)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    inp = grpcclient.InferInput("input", list(half.shape), "FP16")
+    inp.set_data_from_numpy(half)
+    got = client.infer("fmnist-fp16", [inp]).as_numpy("logits")
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got.astype(np.float32), fmnist_reference, rtol=0.02, atol=0.05)
+
+
+def test_stream_infer_answers_every_request(server, fmnist_batch, fmnist_reference):
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    answers = {}
+    client.start_stream(callback=lambda result, error: answers.__setitem__(
+        (result or error).get_response().id if result else str(error), (result, error)))
+    for i in range(8):
+        inp = grpcclient.InferInput("input", [1, 1, 32, 32], "FP32")
+        inp.set_data_from_numpy(fmnist_batch[i:i + 1])
+        client.async_stream_infer(MODEL, [inp], request_id=f"s{i}")
+    client.stop_stream()
+    assert sorted(answers) == [f"s{i}" for i in range(8)]
+    for i in range(8):
+        result, error = answers[f"s{i}"]
+        assert error is None
+        assert_logits_close(result.as_numpy("logits"), fmnist_reference[i:i + 1])
+
+
+# ---- bad requests: right code, a message that names the problem, the server goes on ----
+
+BAD_RAW = [
+    # (what, request builder(batch), gRPC code, text in the message)
+    ("unknown model", lambda b: raw_request(b, model="nope"), grpc.StatusCode.NOT_FOUND,
+     "unknown model 'nope'"),
+    ("unknown version", lambda b: (lambda r: (setattr(r, "model_version", "7"), r)[1])(
+        raw_request(b)), grpc.StatusCode.NOT_FOUND, "has no version '7'"),
+    ("extra input", lambda b: (lambda r: (r.inputs.add(name="extra", datatype="FP32", shape=[1]),
+                                          r.raw_input_contents.append(b"\0" * 4), r)[2])(
+        raw_request(b)), grpc.StatusCode.INVALID_ARGUMENT, "unexpected input 'extra'"),
+    ("missing input", lambda b: service_pb2.ModelInferRequest(model_name=MODEL),
+     grpc.StatusCode.INVALID_ARGUMENT, "input 'input' is missing"),
+    ("wrong datatype", lambda b: raw_request(b.astype(np.float64), datatype="FP64"),
+     grpc.StatusCode.INVALID_ARGUMENT, "datatype FP64 does not match the model's FP32"),
+    ("wrong rank", lambda b: raw_request(b[0], shape=[1, 32, 32]),
+     grpc.StatusCode.INVALID_ARGUMENT, "the rank must be 4"),
+    ("zero dimension", lambda b: raw_request(b[:0], shape=[0, 1, 32, 32]),
+     grpc.StatusCode.INVALID_ARGUMENT, "every dimension must be >= 1"),
+    ("negative dimension", lambda b: raw_request(b, shape=[-8, 1, 32, 32]),
+     grpc.StatusCode.INVALID_ARGUMENT, "every dimension must be >= 1"),
+    ("fixed dimension", lambda b: raw_request(b[:, :, :16], shape=[8, 1, 16, 32]),
+     grpc.StatusCode.INVALID_ARGUMENT, "dimension 2 must be 32"),
+    ("H/W the model cannot take",
+     lambda b: raw_request(np.zeros((1, 3, 33, 33), np.float32), model="parnet-cifar"),
+     grpc.StatusCode.INVALID_ARGUMENT, "divisible by 32"),
+    ("raw byte count", lambda b: raw_request(b, shape=[4, 1, 32, 32]),
+     grpc.StatusCode.INVALID_ARGUMENT, "raw contents hold 32768 bytes, but FP32[4,1,32,32] needs 16384"),
+    ("typed and raw mixed", lambda b: (lambda r: (r.inputs[0].contents.fp32_contents.append(1.0), r)[1])(
+        raw_request(b)), grpc.StatusCode.INVALID_ARGUMENT, "typed contents while"),
+    ("unknown datatype", lambda b: raw_request(b, datatype="FLOAT"),
+     grpc.StatusCode.INVALID_ARGUMENT, "unknown datatype 'FLOAT'"),
+    ("batch too large", lambda b: raw_request(np.zeros((9, 1, 32, 32), np.float32), model="fmnist-timeout"),
+     grpc.StatusCode.INVALID_ARGUMENT, "exceeds max_batch_size 8"),
+    ("unknown output", lambda b: (lambda r: (r.outputs.add(name="probs"), r)[1])(raw_request(b)),
+     grpc.StatusCode.INVALID_ARGUMENT, "requested output 'probs'"),
+    ("payload over the limit", lambda b: raw_request(np.zeros((256, 1, 96, 96), np.float32), shape=[256, 1, 96, 96]),
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "larger than max"),
+    ("queue timeout", lambda b: raw_request(b[:1], model="fmnist-timeout"),
+     grpc.StatusCode.DEADLINE_EXCEEDED, "past its timeout"),
+]
+
+
+@pytest.mark.parametrize("what,build,code,text", BAD_RAW, ids=[c[0] for c in BAD_RAW])
+def test_grpc_bad_request(server, fmnist_batch, what, build, code, text):
+    with pytest.raises(grpc.RpcError) as err:
+        stub(server).ModelInfer(build(fmnist_batch))
+    assert err.value.code() == code, err.value.details()
+    assert text in err.value.details()
+    assert server.alive()
+
+
+def test_http_bad_requests(server, fmnist_batch):
+    b = fmnist_batch
+    cases = [
+        (http_json_infer(server, b, model="nope"), 404, "unknown model 'nope'"),
+        (http_json_infer(server, b.astype(np.float64), datatype="FP64"), 400, "datatype FP64"),
+        (http_json_infer(server, b, shape=[8, 1024]), 400, "the rank must be 4"),
+        (http_json_infer(server, b[:0], shape=[0, 1, 32, 32]), 400, "every dimension must be >= 1"),
+        (http_json_infer(server, b, name="image"), 400, "unexpected input 'image'"),
+        (http_json_infer(server, np.zeros((1, 3, 64, 40), np.float32), model="parnet-cifar"), 400,
+         "divisible by 32"),
+        (http_json_infer(server, b, shape=[4, 1, 32, 32]), 400, "data holds 8192 values"),
+        (http_post(server, f"/v2/models/{MODEL}/infer", b"{\"inputs\": [ {"), 400,
+         "malformed JSON"),
+        (http_post(server, f"/v2/models/{MODEL}/infer", b"[1, 2]"), 400, "JSON object"),
+        (http_post(server, f"/v2/models/{MODEL}/infer",
+                   json.dumps({"inputs": [{"name": "input", "datatype": "FP32",
+                                           "shape": [8, 1, 32, 32],
+                                           "parameters": {"binary_data_size": 32768}}]}).encode()
+                   + b.tobytes()[:1000],
+                   {"Inference-Header-Content-Length": str(len(json.dumps(
+                       {"inputs": [{"name": "input", "datatype": "FP32", "shape": [8, 1, 32, 32],
+                                    "parameters": {"binary_data_size": 32768}}]})))}),
+         400, "binary bytes after the JSON header"),
+        (http_post(server, f"/v2/models/{MODEL}/infer", b"x" * (9 << 20)), 413,
+         "larger than the limit"),
+        (http_post(server, "/v2/nothing", b""), 404, "no endpoint"),
+    ]
+    for (status, body), want_status, text in cases:
+        assert status == want_status, (text, status, body[:300])
+        assert text in json.loads(body)["error"], body[:300]
+    assert server.alive()
+
+
+def test_full_queue_is_refused_not_grown(server):
+    """max_queue_size 1: with many large requests at once, some are refused with
+    RESOURCE_EXHAUSTED / 429 while the others are answered."""
+    big = np.random.default_rng(1).standard_normal((256, 1, 32, 32)).astype(np.float32)
+
+    def one_grpc(_):
+        try:
+            grpc_infer(server, big, model="fmnist-tinyqueue")
+            return "ok"
+        except InferenceServerException as e:
+            assert "StatusCode.RESOURCE_EXHAUSTED" in e.status(), e
+            assert "queue of model 'fmnist-tinyqueue' is full" in e.message()
+            return "full"
+
+    def one_http(_):
+        status, body = http_json_infer(server, big, model="fmnist-tinyqueue")
+        if status == 200:
+            return "ok"
+        assert status == 429, body[:200]
+        assert "is full" in json.loads(body)["error"]
+        return "full"
+
+    for one in (one_grpc, one_http):
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            outcomes = list(pool.map(one, range(16)))
+        assert "full" in outcomes and "ok" in outcomes, outcomes
+    assert server.alive()
+
+
+def test_still_serving_after_bad_requests(server, fmnist_batch, fmnist_reference):
+    assert_logits_close(grpc_infer(server, fmnist_batch).as_numpy("logits"), fmnist_reference)
+
+
+# ---- many clients at once ----
+
+def test_concurrent_clients_each_get_their_own_answer(server, tmp_path):
+    rng = np.random.default_rng(2)
+    sizes = rng.integers(1, 5, size=96)
+    data = rng.standard_normal((int(sizes.sum()), 1, 32, 32)).astype(np.float32)
+    reference = parnet_run(FMNIST / "1/model.onnx", data, tmp_path)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    before = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics(
+        MODEL, as_json=True)["model_stats"][0]
+
+    def one(i):
+        part = data[offsets[i]:offsets[i + 1]]
+        if i % 3 == 2:
+            client = httpclient.InferenceServerClient(server.http_url)
+            inp = httpclient.InferInput("input", list(part.shape), "FP32")
+            inp.set_data_from_numpy(part)
+            result = client.infer(MODEL, [inp], request_id=f"c{i}")
+            rid = result.get_response()["id"]
+        else:
+            result = grpc_infer(server, part, request_id=f"c{i}")
+            rid = result.get_response().id
+        return i, rid, result.as_numpy("logits")
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(one, range(len(sizes))))
+    assert sorted(rid for _, rid, _ in answers) == sorted(f"c{i}" for i in range(len(sizes)))
+    for i, rid, logits in answers:
+        assert rid == f"c{i}"
+        assert_logits_close(logits, reference[offsets[i]:offsets[i + 1]])
+    after = grpcclient.InferenceServerClient(server.grpc_url).get_inference_statistics(
+        MODEL, as_json=True)["model_stats"][0]
+    requests = int(after["inference_stats"]["success"]["count"]) - int(
+        before["inference_stats"]["success"]["count"])
+    items = int(after["inference_count"]) - int(before.get("inference_count", 0))
+    executions = int(after["execution_count"]) - int(before.get("execution_count", 0))
+    assert requests == len(sizes) and items == int(sizes.sum())
+    assert executions < requests, "the dynamic batcher never combined requests"
+
+
+# ---- metrics ----
+
+def test_prometheus_metrics(server):
+    text = urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics").read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            values[key] = float(value)
+    labels = f'model="{MODEL}",version="1"'
+    assert values[f"nv_inference_request_success{{{labels}}}"] > 0
+    assert values[f"nv_inference_request_failure{{{labels}}}"] > 0
+    assert values[f"nv_inference_exec_count{{{labels}}}"] > 0
+    assert "# TYPE parnet_request_duration_seconds histogram" in text
+    buckets = [v for k, v in values.items()
+               if k.startswith(f"parnet_request_duration_seconds_bucket{{{labels}")]
+    assert buckets == sorted(buckets), "histogram buckets must be cumulative"
+    assert buckets[-1] == values[f"parnet_request_duration_seconds_count{{{labels}}}"]
+    assert values[f"parnet_request_duration_seconds_count{{{labels}}}"] == \
+        values[f"nv_inference_request_success{{{labels}}}"] + \
+        values[f"nv_inference_request_failure{{{labels}}}"]
+
+
+# ---- perf_analyzer ----
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_perf_analyzer_count_window(server, tmp_path, protocol):
+    venv_bin = pathlib.Path(os.environ["SERVE_VENV"]) / "bin"
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    report = tmp_path / "perf.csv"
+    run = subprocess.run(
+        [str(venv_bin / "perf_analyzer"), "-m", MODEL, "-u", url, "-i", protocol,
+         "--measurement-mode", "count_windows", "--measurement-request-count", "100",
+         "--concurrency-range", "4", "-b", "2", "--max-trials", "4", "--stability-percentage", "100",
+         "-f", str(report)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "error" not in run.stdout.lower(), run.stdout
+    rows = list(csv.DictReader(report.open()))
+    assert len(rows) == 1
+    row = rows[0]
+    assert int(row["Concurrency"]) == 4
+    assert float(row["Inferences/Second"]) > 0
+    assert 0 < float(row["p50 latency"]) <= float(row["p99 latency"])
