@@ -1,5 +1,9 @@
 #include "runtime/core/dtype.h"
 
+#include <cmath>
+#include <cstring>
+#include <limits>
+
 namespace parnet {
 
 size_t DTypeSize(DType dtype) {
@@ -80,6 +84,25 @@ DType DTypeFromOnnx(int onnx_type) {
     default:
       return DType::kUndefined;
   }
+}
+
+float HalfToFloat(uint16_t bits) {
+  const int exponent = (bits >> 10) & 0x1f;
+  const int mantissa = bits & 0x3ff;
+  const float sign = (bits & 0x8000) ? -1.0f : 1.0f;
+  if (exponent == 0x1f) {
+    return mantissa == 0 ? sign * std::numeric_limits<float>::infinity()
+                         : std::numeric_limits<float>::quiet_NaN();
+  }
+  if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -24);  // subnormal
+  return sign * std::ldexp(static_cast<float>(mantissa | 0x400), exponent - 25);
+}
+
+float BFloat16ToFloat(uint16_t bits) {
+  const uint32_t wide = uint32_t{bits} << 16;
+  float value;
+  std::memcpy(&value, &wide, sizeof value);
+  return value;
 }
 
 }  // namespace parnet

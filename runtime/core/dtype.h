@@ -31,6 +31,11 @@ std::string DTypeName(DType dtype);
 // Maps an ONNX TensorProto.DataType value; kUndefined for types parnet does not hold.
 DType DTypeFromOnnx(int onnx_type);
 
+// The value of an IEEE binary16 (FP16) bit pattern, exactly (subnormals, infinities, NaN).
+float HalfToFloat(uint16_t bits);
+// The value of a bfloat16 (BF16) bit pattern: the upper half of an FP32.
+float BFloat16ToFloat(uint16_t bits);
+
 template <typename T>
 constexpr DType DTypeOf();
 template <>

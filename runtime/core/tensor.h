@@ -20,8 +20,19 @@ namespace parnet {
 
 using Shape = std::vector<int64_t>;
 
-// Product of the dimensions; 1 for a scalar (empty shape).
+// The largest tensor parnet allocates (1 TiB): more than any machine it runs on holds, and the
+// largest block AddressSanitizer serves, so anything above fails the same way everywhere, as a
+// Status, before the allocator is asked.
+inline constexpr size_t kMaxTensorBytes = size_t{1} << 40;
+
+// Product of the dimensions; 1 for a scalar (empty shape). Saturates at INT64_MAX when the
+// product does not fit (never overflows); use CheckedNumElements() for shapes read from files.
 int64_t NumElements(const Shape& shape);
+// The product, or INVALID_ARGUMENT when a dimension is negative or the product overflows int64.
+StatusOr<int64_t> CheckedNumElements(const Shape& shape);
+// Bytes of a `dtype` tensor of `shape`, or INVALID_ARGUMENT as above (also when they overflow),
+// or RESOURCE_EXHAUSTED above kMaxTensorBytes.
+StatusOr<size_t> CheckedNumBytes(DType dtype, const Shape& shape);
 // "[1,3,224,224]".
 std::string ShapeToString(const Shape& shape);
 // "FP32[1,3,224,224]".
@@ -30,8 +41,13 @@ std::string TypeToString(DType dtype, const Shape& shape);
 class Tensor {
  public:
   Tensor() = default;
-  // Allocates zero-filled bytes. REQUIRES: every dimension >= 0.
+  // Allocates zero-filled bytes. REQUIRES: every dimension >= 0. Throws std::bad_alloc when the
+  // bytes cannot be allocated or exceed kMaxTensorBytes; the Engine turns that into
+  // RESOURCE_EXHAUSTED. Code that allocates for sizes read from files uses Create() instead.
   Tensor(DType dtype, Shape shape);
+  // The same as a Status: INVALID_ARGUMENT for a negative or overflowing shape,
+  // RESOURCE_EXHAUSTED above kMaxTensorBytes or when the allocation fails.
+  static StatusOr<Tensor> Create(DType dtype, Shape shape);
 
   // Wraps bytes that the caller keeps alive and unchanged for the Tensor's lifetime.
   static Tensor Borrow(DType dtype, Shape shape, void* data);
@@ -54,7 +70,8 @@ class Tensor {
   int64_t rank() const { return static_cast<int64_t>(shape_.size()); }
   int64_t dim(int64_t i) const { return shape_[i]; }
   int64_t num_elements() const { return NumElements(shape_); }
-  size_t num_bytes() const { return static_cast<size_t>(num_elements()) * DTypeSize(dtype_); }
+  // Saturates at SIZE_MAX like NumElements(); a tensor that holds bytes never does.
+  size_t num_bytes() const;
 
   void* raw_data() { return data_; }
   const void* raw_data() const { return data_; }
