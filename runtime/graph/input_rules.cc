@@ -1,9 +1,32 @@
 #include "runtime/graph/input_rules.h"
 
+#include <algorithm>
+#include <limits>
 #include <map>
 #include <numeric>
 
 namespace parnet {
+namespace {
+
+constexpr int64_t kSaturated = std::numeric_limits<int64_t>::max();
+
+// a * b for positive factors, saturating: a stride product beyond int64 is no size anyone gives.
+int64_t MulSat(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_mul_overflow(a, b, &r) ? kSaturated : r;
+}
+
+// lcm(a, b) for positive values, saturating like MulSat.
+int64_t LcmSat(int64_t a, int64_t b) {
+  if (a == kSaturated || b == kSaturated) return kSaturated;
+  return MulSat(a / std::gcd(a, b), b);
+}
+
+// A stride attribute entry as a factor; the importer refused entries < 1, but the rule is also
+// asked about graphs built by hand.
+int64_t Factor(int64_t s) { return std::max<int64_t>(s, 1); }
+
+}  // namespace
 
 SpatialRule SpatialRuleFor(const Graph& graph, const std::string& input) {
   const TensorType* type = graph.FindType(input);
@@ -23,11 +46,11 @@ SpatialRule SpatialRuleFor(const Graph& graph, const std::string& input) {
         node.op_type == "Conv" || node.op_type == "AveragePool" || node.op_type == "MaxPool";
     if (windowed) {
       const auto s = node.IntsAttr("strides");
-      const int64_t sh = one_d ? 1 : (s.size() >= 1 ? s[0] : 1);
-      const int64_t sw = s.empty() ? 1 : s.back();
-      rule.multiple_h = std::lcm(rule.multiple_h, c.first * sh);
-      rule.multiple_w = std::lcm(rule.multiple_w, c.second * sw);
-      c = {c.first * sh, c.second * sw};
+      const int64_t sh = one_d ? 1 : Factor(s.size() >= 1 ? s[0] : 1);
+      const int64_t sw = Factor(s.empty() ? 1 : s.back());
+      c = {MulSat(c.first, sh), MulSat(c.second, sw)};
+      rule.multiple_h = LcmSat(rule.multiple_h, c.first);
+      rule.multiple_w = LcmSat(rule.multiple_w, c.second);
     }
     for (const std::string& out : node.outputs) stride[out] = c;
   }

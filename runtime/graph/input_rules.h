@@ -11,7 +11,9 @@
 namespace parnet {
 
 struct SpatialRule {
-  int64_t multiple_h = 1;  // H must be a positive multiple of this
+  // H must be a positive multiple of this; always >= 1. A stride product beyond int64 saturates
+  // at INT64_MAX, which no real size is a multiple of.
+  int64_t multiple_h = 1;
   int64_t multiple_w = 1;  // W likewise
 };
 

@@ -30,7 +30,9 @@ Status CheckInputs(const Graph& graph, const std::map<std::string, Tensor>& inpu
 std::map<std::string, size_t> LastUses(const Graph& graph) {
   std::map<std::string, size_t> last;
   for (size_t i = 0; i < graph.nodes.size(); ++i) {
-    for (const std::string& in : graph.nodes[i].inputs) last[in] = i;
+    for (const std::string& in : graph.nodes[i].inputs) {
+      if (!in.empty()) last[in] = i;
+    }
   }
   for (const std::string& out : graph.outputs) last[out] = graph.nodes.size();
   return last;
@@ -55,11 +57,17 @@ StatusOr<std::vector<Tensor>> RunSpecialized(const Graph& graph,
     }
     std::vector<Tensor> results;
     for (const std::string& out : node.outputs) {
+      if (out.empty()) {  // an omitted optional output: nothing is kept
+        results.emplace_back();
+        continue;
+      }
       const TensorType& t = *graph.FindType(out);
       results.emplace_back(t.dtype, t.shape);
     }
     RETURN_IF_ERROR(def->run(ctx, results));
-    for (size_t k = 0; k < node.outputs.size(); ++k) values[node.outputs[k]] = results[k];
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      if (!node.outputs[k].empty()) values[node.outputs[k]] = results[k];
+    }
     for (const std::string& in : node.inputs) {
       if (!in.empty() && last_use.at(in) == i && !graph.IsConstant(in)) values.erase(in);
     }

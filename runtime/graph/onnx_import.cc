@@ -37,6 +37,23 @@ void CopyInto(Tensor& t, const Src& field) {
   });
 }
 
+// How many values the typed field that holds `dtype` stores (when there is no raw_data).
+size_t StoredValues(const onnx::TensorProto& proto, DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return proto.float_data_size();
+    case DType::kFloat64:
+      return proto.double_data_size();
+    case DType::kInt64:
+      return proto.int64_data_size();
+    case DType::kUInt32:
+    case DType::kUInt64:
+      return proto.uint64_data_size();
+    default:  // FP16/BF16 bit patterns and the narrow integer types live in int32_data
+      return proto.int32_data_size();
+  }
+}
+
 StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto) {
   const std::string name = "tensor '" + proto.name() + "'";
   if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
@@ -50,48 +67,50 @@ StatusOr<Tensor> TensorFromProto(const onnx::TensorProto& proto) {
                          ", which parnet does not hold (strings, complex numbers)");
   }
   Shape shape(proto.dims().begin(), proto.dims().end());
+  const std::string type = TypeToString(dtype, shape);
   for (int64_t d : shape) {
-    if (d < 0) return InvalidArgument(name + " has a negative dimension " + ShapeToString(shape));
-  }
-  Tensor t(dtype, shape);
-  const size_t n = static_cast<size_t>(t.num_elements());
-  if (proto.has_raw_data()) {
-    if (proto.raw_data().size() != t.num_bytes()) {
-      return InvalidArgument(name + " " + t.TypeString() + " needs " +
-                             std::to_string(t.num_bytes()) + " bytes of raw data but has " +
-                             std::to_string(proto.raw_data().size()) +
-                             "; the model file is damaged");
+    if (d < 0) {
+      return InvalidArgument(name + " has a negative dimension " + ShapeToString(shape) +
+                             "; the model file is damaged: export it again");
     }
-    std::memcpy(t.raw_data(), proto.raw_data().data(), t.num_bytes());
-    return t;
   }
-  size_t stored = 0;
-  if (dtype == DType::kFloat32) {
-    stored = proto.float_data_size();
-    if (stored == n) CopyInto(t, proto.float_data());
+  // The declared size is checked against what the file holds before anything is allocated: a
+  // damaged or hostile header must not make parnet reserve terabytes (or overflow a count).
+  auto n = CheckedNumElements(shape);
+  auto bytes = CheckedNumBytes(dtype, shape);
+  if (!n.ok() || !bytes.ok()) {
+    return InvalidArgument(name + " declares " + type + ", which is too large to hold (" +
+                           (n.ok() ? bytes.status() : n.status()).message() +
+                           "); the model file is damaged: export it again");
+  }
+  const bool raw = proto.has_raw_data();
+  const size_t stored = raw ? proto.raw_data().size() : StoredValues(proto, dtype);
+  if (stored != (raw ? *bytes : static_cast<size_t>(*n))) {
+    return InvalidArgument(name + " " + type + " needs " +
+                           (raw ? std::to_string(*bytes) + " bytes of raw data"
+                                : std::to_string(*n) + " stored values") +
+                           " but has " + std::to_string(stored) +
+                           "; the model file is damaged: export it again");
+  }
+  ASSIGN_OR_RETURN(Tensor t, Tensor::Create(dtype, shape));
+  if (raw) {
+    if (*bytes > 0) std::memcpy(t.raw_data(), proto.raw_data().data(), *bytes);
+  } else if (dtype == DType::kFloat32) {
+    CopyInto(t, proto.float_data());
   } else if (dtype == DType::kFloat64) {
-    stored = proto.double_data_size();
-    if (stored == n) CopyInto(t, proto.double_data());
+    CopyInto(t, proto.double_data());
   } else if (dtype == DType::kInt64) {
-    stored = proto.int64_data_size();
-    if (stored == n) CopyInto(t, proto.int64_data());
+    CopyInto(t, proto.int64_data());
   } else if (dtype == DType::kUInt32 || dtype == DType::kUInt64) {
-    stored = proto.uint64_data_size();
-    if (stored == n) CopyInto(t, proto.uint64_data());
+    CopyInto(t, proto.uint64_data());
   } else if (dtype == DType::kFloat16 || dtype == DType::kBFloat16) {
     // int32_data holds the 16-bit patterns.
-    stored = proto.int32_data_size();
-    for (size_t i = 0; stored == n && i < n; ++i) {
+    for (size_t i = 0; i < stored; ++i) {
       const uint16_t bits = static_cast<uint16_t>(proto.int32_data(static_cast<int>(i)));
       std::memcpy(static_cast<std::byte*>(t.raw_data()) + 2 * i, &bits, 2);
     }
   } else {
-    stored = proto.int32_data_size();
-    if (stored == n) CopyInto(t, proto.int32_data());
-  }
-  if (stored != n) {
-    return InvalidArgument(name + " " + t.TypeString() + " has " + std::to_string(stored) +
-                           " stored values, expected " + std::to_string(n));
+    CopyInto(t, proto.int32_data());
   }
   return t;
 }
@@ -162,7 +181,13 @@ StatusOr<Node> ImportNode(const onnx::NodeProto& proto, size_t index, int64_t op
   node.name = proto.name().empty() ? proto.op_type() + "_" + std::to_string(index) : proto.name();
   node.inputs.assign(proto.input().begin(), proto.input().end());
   node.outputs.assign(proto.output().begin(), proto.output().end());
+  // ONNX writes "" for an omitted optional output; trailing ones are simply not there.
+  while (!node.outputs.empty() && node.outputs.back().empty()) node.outputs.pop_back();
   const std::string where = node.Describe();
+  if (node.outputs.empty()) {
+    return InvalidArgument(where + ": has no named output; its first output is required: give "
+                                   "it a name in the model");
+  }
   if (!proto.domain().empty() && proto.domain() != "ai.onnx") {
     return Unimplemented(where + ": domain '" + proto.domain() +
                          "' is not supported; parnet runs ops of the default ONNX domain");

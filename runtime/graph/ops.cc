@@ -68,7 +68,11 @@ std::vector<std::string_view> SupportedOps(OpKind kind) {
 namespace ops {
 
 StatusOr<int64_t> NormalizeAxis(const OpContext& ctx, int64_t axis, int64_t rank) {
-  if (axis < -rank || axis >= std::max<int64_t>(rank, 1)) {
+  if (rank == 0) {
+    return ctx.Error("axis " + std::to_string(axis) +
+                     " refers to a scalar (rank 0), which has no axes; the input needs rank >= 1");
+  }
+  if (axis < -rank || axis >= rank) {
     return ctx.Error("axis " + std::to_string(axis) + " is out of range for rank " +
                      std::to_string(rank) + "; use -" + std::to_string(rank) + ".." +
                      std::to_string(rank - 1));
@@ -103,6 +107,17 @@ Status RequireDTypes(const OpContext& ctx, std::initializer_list<DType> dtypes) 
       return ctx.Unsupported("input " + std::to_string(i) + " '" + ctx.node.inputs[i] +
                              "' has type " + DTypeName(d) + "; supported: " + names);
     }
+  }
+  return Status::Ok();
+}
+
+Status RequireSameDType(const OpContext& ctx) {
+  for (size_t i = 1; i < ctx.in_types.size(); ++i) {
+    if (!ctx.HasInput(i) || ctx.in_types[i].dtype == ctx.in_types[0].dtype) continue;
+    return ctx.Error("input " + std::to_string(i) + " '" + ctx.node.inputs[i] + "' is " +
+                     DTypeName(ctx.in_types[i].dtype) + " but input 0 '" + ctx.node.inputs[0] +
+                     "' is " + DTypeName(ctx.in_types[0].dtype) +
+                     "; ONNX requires one element type for all inputs: cast them to the same type");
   }
   return Status::Ok();
 }

@@ -74,7 +74,8 @@ int64_t NodeMacs(const Node& node, const std::vector<TensorType>& in_types,
 
 // Shared checks used by several op files.
 namespace ops {
-// Normalizes a possibly negative axis for a tensor of `rank`; error names the node.
+// Normalizes a possibly negative axis for a tensor of `rank` to 0..rank-1; an error names the
+// node when it is out of range (always for rank 0, which has no axis).
 StatusOr<int64_t> NormalizeAxis(const OpContext& ctx, int64_t axis, int64_t rank);
 // Numpy-style multidirectional broadcast of two shapes.
 StatusOr<Shape> BroadcastShapes(const OpContext& ctx, const Shape& a, const Shape& b);
@@ -82,6 +83,8 @@ StatusOr<Shape> BroadcastShapes(const OpContext& ctx, const Shape& a, const Shap
 Status NoAttributes(const Node& node, int64_t opset);
 // An error unless every present input has one of `dtypes`.
 Status RequireDTypes(const OpContext& ctx, std::initializer_list<DType> dtypes);
+// An error unless every present input has the element type of input 0 (ONNX's single type T).
+Status RequireSameDType(const OpContext& ctx);
 }  // namespace ops
 
 // Per-file registration lists, concatenated by ops.cc.

@@ -1,6 +1,8 @@
 // Element-wise reference kernels: Relu, Sigmoid, Identity, Add, Mul, Div, Cast.
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <string>
 
 #include "runtime/graph/kernel_util.h"
 #include "runtime/graph/ops.h"
@@ -76,6 +78,7 @@ StatusOr<std::vector<TensorType>> InferBinary(const OpContext& ctx) {
   return std::vector<TensorType>{{ctx.type(0).dtype, shape}};
 }
 
+// `op(a, b, out)` writes out and returns nullptr, or returns what makes the element undefined.
 template <typename Op>
 Status RunBinary(const OpContext& ctx, std::vector<Tensor>& out, Op op) {
   const Tensor& a = ctx.value(0);
@@ -91,8 +94,11 @@ Status RunBinary(const OpContext& ctx, std::vector<Tensor>& out, Op op) {
       const T* pb = b.data<T>();
       T* po = out[0].data<T>();
       ops::ForEachBroadcast(shape, sa, sb, [&](int64_t i, int64_t ia, int64_t ib) {
-        if (!op(pa[ia], pb[ib], po[i])) {
-          status = ctx.Error("integer division by zero");
+        if (!status.ok()) return;
+        if (const char* problem = op(pa[ia], pb[ib], po[i])) {
+          status = ctx.Error(std::string(problem) + " at output element " + std::to_string(i) +
+                             " (" + std::to_string(pa[ia]) + " / " + std::to_string(pb[ib]) +
+                             "); integer Div is undefined there: check the divisor's values");
         }
       });
     }
@@ -101,28 +107,34 @@ Status RunBinary(const OpContext& ctx, std::vector<Tensor>& out, Op op) {
 }
 
 Status RunAdd(const OpContext& ctx, std::vector<Tensor>& out) {
-  return RunBinary(ctx, out, [](auto a, auto b, auto& o) {
+  return RunBinary(ctx, out, [](auto a, auto b, auto& o) -> const char* {
     o = static_cast<std::remove_reference_t<decltype(o)>>(a + b);
-    return true;
+    return nullptr;
   });
 }
 
 Status RunMul(const OpContext& ctx, std::vector<Tensor>& out) {
-  return RunBinary(ctx, out, [](auto a, auto b, auto& o) {
+  return RunBinary(ctx, out, [](auto a, auto b, auto& o) -> const char* {
     o = static_cast<std::remove_reference_t<decltype(o)>>(a * b);
-    return true;
+    return nullptr;
   });
 }
 
 Status RunDiv(const OpContext& ctx, std::vector<Tensor>& out) {
   // Integer Div truncates toward zero, as C++ and ONNX's reference implementation do.
-  return RunBinary(ctx, out, [](auto a, auto b, auto& o) {
+  // The smallest signed value divided by -1 does not fit (and traps on x86), like b == 0.
+  return RunBinary(ctx, out, [](auto a, auto b, auto& o) -> const char* {
     using T = decltype(a);
     if constexpr (std::is_integral_v<T>) {
-      if (b == 0) return false;
+      if (b == 0) return "integer division by zero";
+      if constexpr (std::is_signed_v<T>) {
+        if (a == std::numeric_limits<T>::min() && b == T{-1}) {
+          return "integer division overflow (the smallest value divided by -1)";
+        }
+      }
     }
     o = static_cast<T>(a / b);
-    return true;
+    return nullptr;
   });
 }
 

@@ -107,6 +107,7 @@ Status RunConv(const OpContext& ctx, std::vector<Tensor>& outputs) {
 
 StatusOr<std::vector<TensorType>> InferGemm(const OpContext& ctx) {
   RETURN_IF_ERROR(ops::RequireDTypes(ctx, {DType::kFloat32, DType::kFloat64}));
+  RETURN_IF_ERROR(ops::RequireSameDType(ctx));
   const Shape& a = ctx.type(0).shape;
   const Shape& b = ctx.type(1).shape;
   if (a.size() != 2 || b.size() != 2) {
@@ -165,6 +166,7 @@ Status RunGemm(const OpContext& ctx, std::vector<Tensor>& outputs) {
 
 StatusOr<std::vector<TensorType>> InferMatMul(const OpContext& ctx) {
   RETURN_IF_ERROR(ops::RequireDTypes(ctx, {DType::kFloat32, DType::kFloat64}));
+  RETURN_IF_ERROR(ops::RequireSameDType(ctx));
   Shape a = ctx.type(0).shape, b = ctx.type(1).shape;
   if (a.empty() || b.empty()) return ctx.Error("MatMul inputs must have rank >= 1");
   const bool a_vec = a.size() == 1, b_vec = b.size() == 1;
@@ -188,12 +190,16 @@ Status RunMatMul(const OpContext& ctx, std::vector<Tensor>& outputs) {
   if (b.size() == 1) b.push_back(1);
   const int64_t m = a[a.size() - 2], k = a.back(), n = b.back();
   const Shape a_batch(a.begin(), a.end() - 2), b_batch(b.begin(), b.end() - 2);
-  Shape batch = a_batch.size() > b_batch.size() ? a_batch : b_batch;
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const size_t ia = i + a_batch.size() - batch.size(), ib = i + b_batch.size() - batch.size();
-    const int64_t da = ia < a_batch.size() ? a_batch[ia] : 1;
-    const int64_t db = ib < b_batch.size() ? b_batch[ib] : 1;
-    batch[i] = std::max(da, db);
+  // Numpy broadcasting of the batch dims (InferMatMul refused incompatible ones; checked again
+  // because the kernel also runs on graphs built by hand).
+  ASSIGN_OR_RETURN(const Shape batch, ops::BroadcastShapes(ctx, a_batch, b_batch));
+  Shape want = batch;
+  if (ctx.value(0).rank() > 1) want.push_back(m);
+  if (ctx.value(1).rank() > 1) want.push_back(n);
+  if (k != b[b.size() - 2] || want != outputs[0].shape()) {
+    return ctx.Error("inputs " + ctx.value(0).TypeString() + " x " + ctx.value(1).TypeString() +
+                     " do not give the output " + outputs[0].TypeString() +
+                     "; specialize the graph before running it");
   }
   const auto sa = ops::BroadcastStrides(a_batch, batch);
   const auto sb = ops::BroadcastStrides(b_batch, batch);

@@ -91,7 +91,24 @@ Status RunGlobalAveragePool(const OpContext& ctx, std::vector<Tensor>& outputs) 
 Status CheckPool(const Node& node, int64_t opset) {
   RETURN_IF_ERROR(ops::CheckWindowAttributes(node, /*allow_ceil_mode=*/true));
   if (!node.HasAttr("kernel_shape")) {
-    return InvalidArgument(node.Describe() + ": attribute kernel_shape is required");
+    return InvalidArgument(node.Describe() +
+                           ": attribute kernel_shape is required; give the window size, e.g. "
+                           "kernel_shape=[2,2]");
+  }
+  const std::vector<int64_t> kernel = node.IntsAttr("kernel_shape");
+  if (kernel.empty()) {
+    return InvalidArgument(node.Describe() +
+                           ": attribute kernel_shape is empty; it needs one size per spatial "
+                           "dimension, e.g. kernel_shape=[2,2]");
+  }
+  for (int64_t k : kernel) {
+    if (k < 1) {
+      std::string list;
+      for (int64_t v : kernel) list += (list.empty() ? "" : ",") + std::to_string(v);
+      return InvalidArgument(node.Describe() + ": attribute kernel_shape [" + list +
+                             "] has an entry < 1; every window size must be >= 1, e.g. "
+                             "kernel_shape=[2,2]");
+    }
   }
   if (node.op_type == "MaxPool") {
     if (node.IntAttr("storage_order", 0) != 0) {

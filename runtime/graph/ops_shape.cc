@@ -113,6 +113,10 @@ Status RunPad(const OpContext& ctx, std::vector<Tensor>& out) {
   }));
   if (x.num_elements() == 0) return Status::Ok();
   const int64_t rank = x.rank();
+  if (rank == 0) {  // a scalar has nothing to pad (pads is empty) and no innermost row
+    std::memcpy(y.raw_data(), x.raw_data(), esize);
+    return Status::Ok();
+  }
   const auto ys = ops::Strides(y.shape());
   const int64_t row = x.dim(rank - 1);
   std::vector<int64_t> idx(rank, 0);

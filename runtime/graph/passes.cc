@@ -24,7 +24,9 @@ std::map<std::string, int> UseCounts(const Graph& g) {
 std::map<std::string, size_t> Producers(const Graph& g) {
   std::map<std::string, size_t> producer;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
-    for (const std::string& out : g.nodes[i].outputs) producer[out] = i;
+    for (const std::string& out : g.nodes[i].outputs) {
+      if (!out.empty()) producer[out] = i;
+    }
   }
   return producer;
 }
@@ -116,6 +118,8 @@ StatusOr<int64_t> FoldBatchNormIntoConv(Graph& graph) {
     for (size_t k = 1; k < 5; ++k) constant = constant && ConstantFloat(graph, bn, k);
     if (!constant) continue;
     const Tensor& w = graph.constants.at(conv.inputs[1]);
+    // A convolution without output channels (or inputs) has nothing to scale: leave the pair.
+    if (w.num_elements() == 0) continue;
     const int64_t m = w.dim(0), per = w.num_elements() / m;
     const float eps = bn.FloatAttr("epsilon", 1e-5f);
     const float* gamma = graph.constants.at(bn.inputs[1]).data<float>();

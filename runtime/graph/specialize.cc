@@ -129,6 +129,12 @@ StatusOr<Graph> Specialize(const Graph& graph, const SpecializeOptions& options)
     ASSIGN_OR_RETURN(std::vector<TensorType> types, def->infer(ctx));
     for (size_t i = 0; i < node.outputs.size() && i < types.size(); ++i) {
       if (node.outputs[i].empty()) continue;
+      // Every value is allocated later (here when folded, by the backend otherwise): refuse a size
+      // that overflows or no machine holds now, with the node that asks for it.
+      if (auto bytes = CheckedNumBytes(types[i].dtype, types[i].shape); !bytes.ok()) {
+        return Status(bytes.status().code(), node.Describe() + ": output '" + node.outputs[i] +
+                                                 "': " + bytes.status().message());
+      }
       RETURN_IF_ERROR(CrossCheck(node, node.outputs[i], types[i], graph.FindType(node.outputs[i])));
       out.value_types[node.outputs[i]] = types[i];
     }

@@ -30,6 +30,68 @@ std::string ValidModelBytes() {
   return b.Bytes();
 }
 
+// A TensorProto file (what the ONNX test data stores) with `dims` and `fill` values of float_data
+// or raw bytes; returns its path.
+std::string WriteTensorProto(const std::string& name, std::vector<int64_t> dims, bool raw,
+                             int fill) {
+  onnx::TensorProto t;
+  t.set_name(name);
+  t.set_data_type(onnx::TensorProto::FLOAT);
+  for (int64_t d : dims) t.add_dims(d);
+  if (raw) {
+    t.set_raw_data(std::string(4 * static_cast<size_t>(fill), '\0'));
+  } else {
+    for (int i = 0; i < fill; ++i) t.add_float_data(1.0f);
+  }
+  const std::string path = ::testing::TempDir() + "/" + name + ".pb";
+  std::ofstream(path, std::ios::binary) << t.SerializeAsString();
+  return path;
+}
+
+TEST(ImportTest, TensorLargerThanItsDataIsRefusedBeforeAllocating) {
+  // 2^40 floats (4 TiB) declared, one stored: refused from the header, nothing allocated.
+  for (bool raw : {true, false}) {
+    auto t = LoadTensorProto(WriteTensorProto(raw ? "huge_raw" : "huge_typed",
+                                              {int64_t{1} << 20, int64_t{1} << 20}, raw, 1));
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_THAT(t.status().message(), AllOf(HasSubstr("FP32[1048576,1048576]"),
+                                            HasSubstr("damaged"), HasSubstr("export it again")));
+  }
+  // Dimensions whose product overflows int64 (it used to wrap to 0 and match empty data).
+  auto t = LoadTensorProto(
+      WriteTensorProto("overflow", {int64_t{1} << 32, int64_t{1} << 32}, /*raw=*/true, 0));
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(), HasSubstr("too large"));
+  auto ok = LoadTensorProto(WriteTensorProto("fine", {2, 2}, /*raw=*/false, 4));
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->tensor.shape(), (Shape{2, 2}));
+}
+
+TEST(ImportTest, OmittedOptionalOutputsAreDropped) {
+  // MaxPool with its optional Indices output written as "": imports and runs.
+  ModelBuilder b;
+  b.Input("x", kFloat, {1, 1, 2, 2}).Output("y", kFloat, {1, 1, 1, 1});
+  auto& pool = b.Node("MaxPool", {"x"}, {"y", ""});
+  ModelBuilder::SetAttr(pool, "kernel_shape", std::vector<int64_t>{2, 2});
+  auto g = ImportOnnxModel(b.Bytes(), "m");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_EQ(g->nodes[0].outputs, std::vector<std::string>{"y"});
+  auto out = RunReference(*g, {{"x", Tensor::FromVector<float>({1, 1, 2, 2}, {1, 4, 2, 3})}});
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ((*out)[0].data<float>()[0], 4.0f);
+}
+
+TEST(ImportTest, PoolWithZeroKernelIsRefusedAtImport) {
+  ModelBuilder b;
+  b.Input("x", kFloat, {1, 1, 4, 4}).Output("y", kFloat, {1, 1, -1, -1});
+  auto& pool = b.Node("AveragePool", {"x"}, {"y"}, "bad_pool");
+  ModelBuilder::SetAttr(pool, "kernel_shape", std::vector<int64_t>{0, 1});
+  auto g = ImportOnnxModel(b.Bytes(), "m");
+  ASSERT_FALSE(g.ok());
+  EXPECT_THAT(g.status().message(), AllOf(HasSubstr("'bad_pool'"), HasSubstr("kernel_shape")));
+}
+
 TEST(ImportTest, MissingFileIsNotFoundAndNamesThePath) {
   auto g = LoadOnnxModel("/nonexistent/model.onnx");
   ASSERT_FALSE(g.ok());

@@ -126,5 +126,25 @@ TEST(PassesTest, LeavesPairsItCannotMergeExactlyAlone) {
   EXPECT_EQ(MergeParallelConvs(g).value(), 0);
 }
 
+TEST(PassesTest, LeavesAConvWithoutOutputChannelsAndItsBatchNormAlone) {
+  // W [0,4,1,1]: folding used to divide the weight count by the 0 output channels.
+  ModelBuilder b;
+  b.Input("x", kFloat, {1, 4, 2, 2}).Output("y", kFloat, {1, 0, 2, 2});
+  b.FloatInitializer("w", {0, 4, 1, 1}, {});
+  for (const char* p : {"g", "b", "m", "v"}) b.FloatInitializer(p, {0}, {});
+  b.Node("Conv", {"x", "w"}, {"h"});
+  b.Node("BatchNormalization", {"h", "g", "b", "m", "v"}, {"y"});
+  auto imported = ImportOnnxModel(b.Bytes(), "empty_conv");
+  ASSERT_TRUE(imported.ok()) << imported.status().ToString();
+  auto g = Specialize(*imported, {});
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  auto report = Optimize(*g);
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_EQ(report->batchnorms_folded, 0);
+  auto y = RunSpecialized(*g, {{"x", Tensor(DType::kFloat32, {1, 4, 2, 2})}});
+  ASSERT_TRUE(y.ok()) << y.status().ToString();
+  EXPECT_EQ((*y)[0].shape(), (Shape{1, 0, 2, 2}));
+}
+
 }  // namespace
 }  // namespace parnet
