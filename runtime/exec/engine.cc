@@ -3,6 +3,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <limits>
+#include <new>
 
 #include "runtime/backends/registry.h"
 #include "runtime/core/log_internal.h"
@@ -39,7 +41,6 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(Graph model, const EngineOption
     return InvalidArgument("threads must be >= 0 (0 keeps the OpenMP default), got " +
                            std::to_string(options.threads));
   }
-  if (options.threads > 0) omp_set_num_threads(options.threads);
   return std::unique_ptr<Engine>(new Engine(std::move(model), options, std::move(backend)));
 }
 
@@ -67,13 +68,17 @@ Status Engine::CheckInputShape(const std::string& name, DType dtype, const Shape
     }
   }
   const SpatialRule rule = SpatialRuleFor(model_, name);
-  if (shape.size() == 4 && (shape[2] % rule.multiple_h != 0 || shape[3] % rule.multiple_w != 0)) {
-    const int64_t m = rule.multiple_h;
-    return InvalidArgument(head + "; this model needs H divisible by " + std::to_string(m) +
-                           " and W divisible by " + std::to_string(rule.multiple_w) +
-                           " (its strides multiply to that), e.g. " + std::to_string(m * 7) + "x" +
-                           std::to_string(rule.multiple_w * 7) + " or " + std::to_string(m * 8) +
-                           "x" + std::to_string(rule.multiple_w * 8));
+  const int64_t mh = std::max<int64_t>(rule.multiple_h, 1), mw = std::max<int64_t>(rule.multiple_w, 1);
+  if (shape.size() == 4 && (shape[2] % mh != 0 || shape[3] % mw != 0)) {
+    std::string examples;
+    if (mh <= std::numeric_limits<int64_t>::max() / 8 &&
+        mw <= std::numeric_limits<int64_t>::max() / 8) {
+      examples = ", e.g. " + std::to_string(mh * 7) + "x" + std::to_string(mw * 7) + " or " +
+                 std::to_string(mh * 8) + "x" + std::to_string(mw * 8);
+    }
+    return InvalidArgument(head + "; this model needs H divisible by " + std::to_string(mh) +
+                           " and W divisible by " + std::to_string(mw) +
+                           " (its strides multiply to that)" + examples);
   }
   return Status::Ok();
 }
@@ -107,16 +112,27 @@ std::string Engine::backend_description() const { return backend_->Describe(); }
 
 StatusOr<Graph> Engine::SpecializedFor(const std::map<std::string, Shape>& shapes) {
   std::lock_guard<std::mutex> lock(mu_);
-  ASSIGN_OR_RETURN(Compiled * compiled, GetOrCompile(shapes));
-  return compiled->graph;
+  ApplyThreadCount();
+  Graph graph;
+  RETURN_IF_ERROR(OutOfMemoryAsStatus("specializing the model", [&]() -> Status {
+    ASSIGN_OR_RETURN(Compiled * compiled, GetOrCompile(shapes));
+    graph = compiled->graph;
+    return Status::Ok();
+  }));
+  return graph;
 }
 
 Status Engine::Prepare(const std::map<std::string, Shape>& shapes) {
   for (const auto& [name, shape] : shapes) {
-    RETURN_IF_ERROR(CheckInputShape(name, input_type(name).dtype, shape));
+    // An unknown name has no declared type: CheckInputShape names it and the model's inputs.
+    const TensorType* type = model_.FindType(name);
+    RETURN_IF_ERROR(CheckInputShape(name, type ? type->dtype : DType::kUndefined, shape));
   }
   std::lock_guard<std::mutex> lock(mu_);
-  return GetOrCompile(shapes).status();
+  ApplyThreadCount();
+  return OutOfMemoryAsStatus("preparing the model", [&]() -> Status {
+    return GetOrCompile(shapes).status();
+  });
 }
 
 StatusOr<std::vector<Tensor>> Engine::Run(const std::map<std::string, Tensor>& inputs) {
@@ -132,8 +148,35 @@ StatusOr<std::vector<Tensor>> Engine::Run(const std::map<std::string, Tensor>& i
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
-  ASSIGN_OR_RETURN(Compiled * compiled, GetOrCompile(shapes));
-  return compiled->program->Run(inputs);
+  ApplyThreadCount();
+  StatusOr<std::vector<Tensor>> outputs = Internal("not run");
+  RETURN_IF_ERROR(OutOfMemoryAsStatus("running the model", [&]() -> Status {
+    ASSIGN_OR_RETURN(Compiled * compiled, GetOrCompile(shapes));
+    outputs = compiled->program->Run(inputs);
+    return outputs.status();
+  }));
+  return outputs;
+}
+
+std::pair<int64_t, int64_t> Engine::last_node_split() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_split_;
+}
+
+void Engine::ApplyThreadCount() const {
+  // omp_set_num_threads() sets the calling thread's count only, and each request may arrive on
+  // another thread: set it on this one, before anything here starts a parallel region.
+  if (options_.threads > 0) omp_set_num_threads(options_.threads);
+}
+
+Status Engine::OutOfMemoryAsStatus(const char* what, const std::function<Status()>& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted(std::string("out of memory while ") + what +
+                             "; use smaller inputs (batch or image size), fewer cached shapes "
+                             "(max_cached_shapes), or a machine with more memory");
+  }
 }
 
 }  // namespace parnet

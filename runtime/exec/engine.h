@@ -6,9 +6,12 @@
 // The Engine checks every request against the model (names, element types, ranks, batch >= 1,
 // and the spatial sizes the graph's strides allow), specializes the model for each new set of
 // input shapes, compiles it on its backend and caches the result, so that repeated shapes pay
-// nothing but the run. Thread-safe: concurrent Run() calls are serialized.
+// nothing but the run. Thread-safe: concurrent Run() calls are serialized. Run(), Prepare() and
+// SpecializedFor() set the calling thread's OpenMP thread count to EngineOptions::threads (when
+// > 0) and report running out of memory as RESOURCE_EXHAUSTED.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,19 +58,23 @@ class Engine {
   // The model specialized for `shapes`, as the last Prepare()/Run() with them compiled it.
   StatusOr<Graph> SpecializedFor(const std::map<std::string, Shape>& shapes);
   // Nodes of the last compiled program on the backend's own kernels / on reference fallbacks.
-  std::pair<int64_t, int64_t> last_node_split() const { return last_split_; }
+  std::pair<int64_t, int64_t> last_node_split() const;
 
  private:
   struct Compiled;
   Engine(Graph model, EngineOptions options, std::unique_ptr<Backend> backend);
+  // REQUIRES: mu_ held.
   StatusOr<Compiled*> GetOrCompile(const std::map<std::string, Shape>& shapes);
+  void ApplyThreadCount() const;
+  // body(), with std::bad_alloc turned into RESOURCE_EXHAUSTED naming `what`.
+  static Status OutOfMemoryAsStatus(const char* what, const std::function<Status()>& body);
 
   Graph model_;
   EngineOptions options_;
   std::unique_ptr<Backend> backend_;
-  std::mutex mu_;
-  std::vector<std::unique_ptr<Compiled>> cache_;  // most recently used last
-  std::pair<int64_t, int64_t> last_split_{0, 0};
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<Compiled>> cache_;  // most recently used last; guarded by mu_
+  std::pair<int64_t, int64_t> last_split_{0, 0};  // guarded by mu_
 };
 
 }  // namespace parnet

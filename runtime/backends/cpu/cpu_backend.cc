@@ -62,7 +62,7 @@ memory Compiler::Value(const std::string& name) {
   if (it != values_.end()) return it->second;
   // Constants become plain memories on first use; they live as long as the program.
   const Tensor& t = graph_.constants.at(name);
-  assert(t.dtype() == DType::kFloat32 && "lowerings read only FP32 constants as memories");
+  if (t.dtype() != DType::kFloat32) throw NonFp32Constant{name, t.dtype()};
   memory m(PlainDesc(t.shape()), engine());
   if (t.num_bytes() > 0) std::memcpy(m.get_data_handle(), t.raw_data(), t.num_bytes());
   values_[name] = m;
@@ -125,6 +125,11 @@ Status Compiler::LowerFallback(const Node& node) {
     in_consts.push_back(constant ? graph_.constants.at(in) : Tensor());
   }
   for (const std::string& out : node.outputs) {
+    if (out.empty()) {  // an omitted optional output: the kernel gets no buffer for it
+      out_types.emplace_back();
+      out_mems.emplace_back();
+      continue;
+    }
     out_types.push_back(*graph_.FindType(out));
     memory m = NewBuffer(PlainDesc(out_types.back().shape));
     values_[out] = m;
@@ -144,8 +149,9 @@ Status Compiler::LowerFallback(const Node& node) {
     }
     for (const Tensor& t : ins) ctx.in_values.push_back(t.defined() ? &t : nullptr);
     for (size_t i = 0; i < out_mems.size(); ++i) {
-      outs.push_back(
-          Tensor::Borrow(out_types[i].dtype, out_types[i].shape, out_mems[i].get_data_handle()));
+      outs.push_back(out_mems[i] ? Tensor::Borrow(out_types[i].dtype, out_types[i].shape,
+                                                  out_mems[i].get_data_handle())
+                                 : Tensor());
     }
     // Shapes were validated when the graph was specialized; a failure is a broken invariant.
     [[maybe_unused]] Status st = def->run(ctx, outs);
@@ -177,6 +183,11 @@ Status Compiler::Lower(const Node& node) {
       ++program_.native_nodes_;
       return Status::Ok();
     }
+  } catch (const NonFp32Constant& e) {
+    return InvalidArgument(node.Describe() + ": constant '" + e.name + "' is " +
+                           DTypeName(e.dtype) + " but the node computes in FP32; give the node's "
+                           "inputs one element type (as ONNX requires) and specialize the graph "
+                           "with Specialize() before compiling it");
   } catch (const dnnl::error& e) {
     // oneDNN has no implementation for this combination: the reference kernel takes it.
     Logger("cpu")->debug("{}: oneDNN declined ({}); using the reference kernel", node.Describe(),
@@ -202,6 +213,7 @@ Status Compiler::Compile() {
   }
   for (const Node& node : graph_.nodes) {
     if (fused_.count(&node)) continue;
+    assert(!node.outputs.empty() && "the importer refuses nodes without a named output");
     const std::string& out = node.outputs[0];
     const auto& readers = Consumers(out);
     if (node.op_type == "Conv" && Uses(out) == 1 && readers.size() == 1 &&
@@ -227,7 +239,7 @@ Status Compiler::Compile() {
     program_.outputs_.push_back({name, graph_.FindType(name)->shape, Plain(name)});
     KeepUntilEnd(program_.outputs_.back().mem);
   }
-  PlanArena();
+  RETURN_IF_ERROR(PlanArena());
   for (const auto& [name, m] : values_) program_.keep_alive_.push_back(m);
   for (const auto& [name, m] : plain_cache_) program_.keep_alive_.push_back(m);
   return Status::Ok();
@@ -266,7 +278,7 @@ void Compiler::KeepUntilEnd(const memory& m) {
 // Places every intermediate buffer in one allocation: largest first, each at the lowest offset
 // that no buffer alive during an overlapping step range already occupies (lifetimes are the
 // inclusive ranges of steps that write or read a buffer or any view of it).
-void Compiler::PlanArena() {
+Status Compiler::PlanArena() {
   constexpr size_t kAlign = 64;
   std::vector<size_t> order(buffers_.size());
   std::iota(order.begin(), order.end(), 0);
@@ -292,14 +304,25 @@ void Compiler::PlanArena() {
     placed.push_back(i);
     total = std::max(total, at + b.bytes);
   }
-  program_.arena_.reset(static_cast<std::byte*>(std::aligned_alloc(
-      kAlign, std::max<size_t>((total + kAlign - 1) / kAlign * kAlign, kAlign))));
+  if (total > kMaxTensorBytes) {
+    return ResourceExhausted("the cpu backend needs " + std::to_string(total) +
+                             " bytes for intermediate values, more than the " +
+                             std::to_string(kMaxTensorBytes) + " it allocates; use smaller inputs");
+  }
+  // aligned_alloc wants a multiple of the alignment.
+  const size_t rounded = std::max<size_t>((total + kAlign - 1) / kAlign * kAlign, kAlign);
+  program_.arena_.reset(static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded)));
+  if (program_.arena_ == nullptr) {
+    return ResourceExhausted("the cpu backend cannot allocate " + std::to_string(rounded) +
+                             " bytes for intermediate values; free memory or use smaller inputs");
+  }
   program_.arena_bytes_ = total;
   for (size_t i = 0; i < buffers_.size(); ++i) {
     void* handle = program_.arena_.get() + offset[i];
     buffers_[i].mem.set_data_handle(handle);
     for (memory& view : buffers_[i].views) view.set_data_handle(handle);
   }
+  return Status::Ok();
 }
 
 StatusOr<std::vector<Tensor>> CpuProgram::Run(const std::map<std::string, Tensor>& inputs) {

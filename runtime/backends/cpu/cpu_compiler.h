@@ -20,6 +20,12 @@ using Step = std::function<void(dnnl::stream&)>;
 dnnl::memory::desc PlainDesc(const Shape& shape);
 dnnl::memory::dims Dims(const Shape& shape);
 
+// Thrown by Compiler::Value(); see there.
+struct NonFp32Constant {
+  std::string name;
+  DType dtype;
+};
+
 class CpuProgram : public CompiledGraph {
  public:
   StatusOr<std::vector<Tensor>> Run(const std::map<std::string, Tensor>& inputs) override;
@@ -59,7 +65,10 @@ class Compiler {
   // ---- used by the op lowerings (cpu_lowering.cc) ----
   const Graph& graph() const { return graph_; }
   const dnnl::engine& engine() const { return program_.engine_; }
-  // The current memory of a runtime value, or a constant as plain memory.
+  // The current memory of a runtime value, or a constant as plain memory. Memories are FP32: a
+  // constant of another element type throws NonFp32Constant, which Lower() reports as an error
+  // naming the node (Specialize() gives every op one element type, so only hand-built graphs
+  // get there).
   dnnl::memory Value(const std::string& name);
   // The value in plain layout, adding a reorder step when its layout is not plain.
   dnnl::memory Plain(const std::string& name);
@@ -86,7 +95,8 @@ class Compiler {
   // Extends the lifetime of `m`'s buffer to the step being added now.
   void NoteUse(const dnnl::memory& m);
   void KeepUntilEnd(const dnnl::memory& m);
-  void PlanArena();
+  // RESOURCE_EXHAUSTED when the arena cannot be allocated.
+  Status PlanArena();
 
   struct ArenaBuffer {
     dnnl::memory mem;

@@ -48,15 +48,22 @@ std::optional<Activation> FollowingActivation(Compiler& c, const std::string& va
   return std::nullopt;
 }
 
-// Adds the activation as a post-op and returns the name the primitive's output will carry.
-std::string FuseActivation(Compiler& c, const std::string& value, dnnl::primitive_attr& attr) {
+// Adds the activation as a post-op and returns the name the primitive's output will carry; the
+// absorbed nodes go to `fused`, which the caller marks only once its primitive exists (a oneDNN
+// refusal before that leaves every node to run on its own).
+std::string FuseActivation(Compiler& c, const std::string& value, dnnl::primitive_attr& attr,
+                           std::vector<const Node*>& fused) {
   auto act = FollowingActivation(c, value);
   if (!act) return value;
   dnnl::post_ops ops;
   ops.append_eltwise(1.0f, act->alg, act->alg == algorithm::eltwise_swish ? 1.0f : 0.0f, 0.0f);
   attr.set_post_ops(ops);
-  for (const Node* n : act->nodes) c.MarkFused(*n);
+  fused.insert(fused.end(), act->nodes.begin(), act->nodes.end());
   return act->output;
+}
+
+void MarkAllFused(Compiler& c, const std::vector<const Node*>& nodes) {
+  for (const Node* n : nodes) c.MarkFused(*n);
 }
 
 struct WindowDims {
@@ -160,7 +167,6 @@ StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
       // No implementation with this post-op: the Add/Mul stays a primitive of its own.
     }
   }
-  for (const Node* n : fusion.nodes) c.MarkFused(*n);
   // The weights as stored (plain OIHW), seen with the group split out when grouped.
   memory plain_w = c.Value(node.inputs[1]);
   memory w_view(memory::desc(wdims, dt::f32,
@@ -174,6 +180,7 @@ StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
   if (has_bias) args[DNNL_ARG_BIAS] = c.Value(node.inputs[2]);
   c.Define(fusion.output, args[DNNL_ARG_DST]);
   c.AddPrimitive(dnnl::convolution_forward(pd), std::move(args));
+  MarkAllFused(c, fusion.nodes);  // only now: everything that could throw has run
   return true;
 }
 
@@ -229,13 +236,15 @@ StatusOr<bool> LowerBinary(Compiler& c, const Node& node, algorithm alg) {
     src1 = c.ViewOf(c.Plain(b), PlainDesc(padded));
   }
   dnnl::primitive_attr attr;
-  const std::string out_name = FuseActivation(c, node.outputs[0], attr);
+  std::vector<const Node*> fused;
+  const std::string out_name = FuseActivation(c, node.outputs[0], attr, fused);
   dnnl::binary::primitive_desc pd(
       dnnl::binary::desc(alg, src0.get_desc(), src1.get_desc(), src0.get_desc()), attr, c.engine());
   memory dst = c.NewBuffer(pd.dst_desc());
   c.AddPrimitive(dnnl::binary(pd),
                  {{DNNL_ARG_SRC_0, src0}, {DNNL_ARG_SRC_1, src1}, {DNNL_ARG_DST, dst}});
   c.Define(out_name, dst);
+  MarkAllFused(c, fused);
   return true;
 }
 
@@ -296,8 +305,11 @@ StatusOr<bool> LowerGemm(Compiler& c, const Node& node) {
   const Shape& y = ShapeOf(c, node.outputs[0]);
   const int64_t k = ShapeOf(c, node.inputs[0])[1], n = y[1];
   const bool has_bias = node.NumInputs() > 2;
-  if (has_bias && (!g.IsConstant(node.inputs[2]) || NumElements(ShapeOf(c, node.inputs[2])) != n)) {
-    return false;
+  // oneDNN's bias is one row broadcast down the M rows: C must be [N] or [1,N]. A C of [M,1] (a
+  // column) or [M,N] has as many elements when M == N or M == 1 but means something else.
+  if (has_bias) {
+    const Shape& cs = ShapeOf(c, node.inputs[2]);
+    if (!g.IsConstant(node.inputs[2]) || (cs != Shape{n} && cs != Shape{1, n})) return false;
   }
   // B as stored, seen as [K, N] (transposed in place when transB).
   const bool tb = node.IntAttr("transB", 0) != 0;
