@@ -68,7 +68,8 @@ Status Engine::CheckInputShape(const std::string& name, DType dtype, const Shape
     }
   }
   const SpatialRule rule = SpatialRuleFor(model_, name);
-  const int64_t mh = std::max<int64_t>(rule.multiple_h, 1), mw = std::max<int64_t>(rule.multiple_w, 1);
+  const int64_t mh = std::max<int64_t>(rule.multiple_h, 1),
+                mw = std::max<int64_t>(rule.multiple_w, 1);
   if (shape.size() == 4 && (shape[2] % mh != 0 || shape[3] % mw != 0)) {
     std::string examples;
     if (mh <= std::numeric_limits<int64_t>::max() / 8 &&
@@ -130,9 +131,8 @@ Status Engine::Prepare(const std::map<std::string, Shape>& shapes) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   ApplyThreadCount();
-  return OutOfMemoryAsStatus("preparing the model", [&]() -> Status {
-    return GetOrCompile(shapes).status();
-  });
+  return OutOfMemoryAsStatus("preparing the model",
+                             [&]() -> Status { return GetOrCompile(shapes).status(); });
 }
 
 StatusOr<std::vector<Tensor>> Engine::Run(const std::map<std::string, Tensor>& inputs) {

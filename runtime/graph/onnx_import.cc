@@ -185,8 +185,9 @@ StatusOr<Node> ImportNode(const onnx::NodeProto& proto, size_t index, int64_t op
   while (!node.outputs.empty() && node.outputs.back().empty()) node.outputs.pop_back();
   const std::string where = node.Describe();
   if (node.outputs.empty()) {
-    return InvalidArgument(where + ": has no named output; its first output is required: give "
-                                   "it a name in the model");
+    return InvalidArgument(where +
+                           ": has no named output; its first output is required: give "
+                           "it a name in the model");
   }
   if (!proto.domain().empty() && proto.domain() != "ai.onnx") {
     return Unimplemented(where + ": domain '" + proto.domain() +

@@ -36,7 +36,6 @@ uint32_t BigEndian32(const unsigned char* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }
 
-
 // "0x08", "0x0d": how IDX documentation writes the magic's bytes.
 std::string Hex(unsigned char byte) {
   constexpr char kDigits[] = "0123456789abcdef";

@@ -2,7 +2,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <omp.h>
 
 #include <random>
@@ -156,8 +155,8 @@ TEST(EngineTest, CpuGemmMatchesReferenceForEveryBiasShape) {
     std::vector<int64_t> c;
     bool native;
   };
-  for (const Case& c : {Case{{4, 1}, false}, Case{{4, 4}, false}, Case{{4}, true},
-                        Case{{1, 4}, true}}) {
+  for (const Case& c :
+       {Case{{4, 1}, false}, Case{{4, 4}, false}, Case{{4}, true}, Case{{1, 4}, true}}) {
     auto cpu = Engine::Create(GemmNet(4, 3, 4, c.c), {.backend = "cpu"});
     auto ref = Engine::Create(GemmNet(4, 3, 4, c.c), {.backend = "reference"});
     ASSERT_TRUE(cpu.ok() && ref.ok());
@@ -201,8 +200,8 @@ TEST(EngineTest, SpatialRuleWithOverflowingStridesRefusesInsteadOfDividingByZero
   b.Output("y", onnx::TensorProto::FLOAT, {1, 1, -1, -1});
   b.FloatInitializer("w", {1, 1, 1, 1}, {1.0f});
   for (int i = 0; i < 2; ++i) {
-    auto& conv = b.Node("Conv", {i == 0 ? "x" : "h", "w"}, {i == 0 ? "h" : "y"},
-                        "c" + std::to_string(i));
+    auto& conv =
+        b.Node("Conv", {i == 0 ? "x" : "h", "w"}, {i == 0 ? "h" : "y"}, "c" + std::to_string(i));
     ModelBuilder::SetAttr(conv, "strides", std::vector<int64_t>{int64_t{1} << 32, 1});
   }
   auto graph = ImportOnnxModel(b.Bytes(), "strides");

@@ -308,8 +308,8 @@ int main(int argc, char** argv) {
 
   const auto expected_ids = ReadExpected(expected_path);
   if (!expected_ids) {
-    std::cerr << "--expected file '" << expected_path << "' cannot be read: " << std::strerror(errno)
-              << "; check the path\n";
+    std::cerr << "--expected file '" << expected_path
+              << "' cannot be read: " << std::strerror(errno) << "; check the path\n";
     return 1;
   }
   const std::set<std::string>& expected = *expected_ids;
@@ -359,9 +359,10 @@ int main(int argc, char** argv) {
   for (const auto& [id, dir] : todo) ran.insert(id);
   for (const std::string& id : expected) {
     if (!ran.count(id)) {
-      regressions.push_back(id + ": listed as expected to pass but not among the cases run; "
-                                 "check the --suite/--root options, or remove it from the list "
-                                 "if ONNX dropped the case");
+      regressions.push_back(id +
+                            ": listed as expected to pass but not among the cases run; "
+                            "check the --suite/--root options, or remove it from the list "
+                            "if ONNX dropped the case");
     }
   }
   std::cout << "onnx conformance: " << passed << " passed, " << failed << " failed, " << skipped

@@ -1,13 +1,14 @@
 // Edge cases of the op table (ops_*.cc): inputs that must be refused with a message, never read
 // or write out of bounds, divide by zero or overflow (this suite also runs under
 // AddressSanitizer). Graphs are built by hand where ONNX's checker would refuse the model first.
+#include "runtime/graph/ops.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <limits>
 
 #include "runtime/graph/interpreter.h"
-#include "runtime/graph/ops.h"
 #include "runtime/graph/specialize.h"
 
 namespace parnet {
@@ -126,12 +127,13 @@ TEST(OpsTest, MatMulBroadcastsBatchDimsAndRefusesIncompatibleOnes) {
 
 TEST(OpsTest, IntegerDivRefusesZeroDivisorAndMinOverMinusOne) {
   Node div = MakeNode("Div", {"a", "b"}, {"y"});
-  auto min32 = RunOp(div, {Tensor::FromVector<int32_t>({2}, {7, std::numeric_limits<int32_t>::min()}),
-                           Tensor::FromVector<int32_t>({2}, {-1, -1})});
+  auto min32 =
+      RunOp(div, {Tensor::FromVector<int32_t>({2}, {7, std::numeric_limits<int32_t>::min()}),
+                  Tensor::FromVector<int32_t>({2}, {-1, -1})});
   ASSERT_FALSE(min32.ok());
   EXPECT_THAT(min32.status().message(), AllOf(HasSubstr("overflow"), HasSubstr("element 1")));
-  auto min64 = RunOp(div, {Tensor::Scalar(std::numeric_limits<int64_t>::min()),
-                           Tensor::Scalar(int64_t{-1})});
+  auto min64 = RunOp(
+      div, {Tensor::Scalar(std::numeric_limits<int64_t>::min()), Tensor::Scalar(int64_t{-1})});
   ASSERT_FALSE(min64.ok());
   EXPECT_THAT(min64.status().message(), HasSubstr("overflow"));
   auto zero = RunOp(div, {Tensor::Scalar(int64_t{5}), Tensor::Scalar(int64_t{0})});
@@ -146,8 +148,8 @@ TEST(OpsTest, IntegerDivRefusesZeroDivisorAndMinOverMinusOne) {
 }
 
 TEST(OpsTest, PoolRefusesNonPositiveKernelAndStrides) {
-  for (std::vector<int64_t> kernel : {std::vector<int64_t>{0, 2}, std::vector<int64_t>{2, -1},
-                                      std::vector<int64_t>{}}) {
+  for (std::vector<int64_t> kernel :
+       {std::vector<int64_t>{0, 2}, std::vector<int64_t>{2, -1}, std::vector<int64_t>{}}) {
     Node pool = MakeNode("MaxPool", {"x"}, {"y"});
     pool.attributes["kernel_shape"].kind = Attribute::Kind::kInts;
     pool.attributes["kernel_shape"].ints = kernel;

@@ -185,7 +185,8 @@ Status Compiler::Lower(const Node& node) {
     }
   } catch (const NonFp32Constant& e) {
     return InvalidArgument(node.Describe() + ": constant '" + e.name + "' is " +
-                           DTypeName(e.dtype) + " but the node computes in FP32; give the node's "
+                           DTypeName(e.dtype) +
+                           " but the node computes in FP32; give the node's "
                            "inputs one element type (as ONNX requires) and specialize the graph "
                            "with Specialize() before compiling it");
   } catch (const dnnl::error& e) {
