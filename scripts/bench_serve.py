@@ -35,8 +35,8 @@ def sh(cmd, **kw):
 def perf(model, url, concurrency, out_csv, seconds_window):
     sh([VENV / "bin/perf_analyzer", "-m", model, "-u", url, "-i", "grpc", "-b", "1",
         "--concurrency-range", str(concurrency), "--measurement-mode", "time_windows",
-        "--measurement-interval", str(seconds_window), "--max-trials", "6",
-        "--stability-percentage", "15", "-f", out_csv], stdout=subprocess.DEVNULL)
+        "--measurement-interval", str(seconds_window), "--max-trials", "10",
+        "--stability-percentage", "25", "-f", out_csv], stdout=subprocess.DEVNULL)
     row = next(csv.DictReader(open(out_csv)))
     return {k: float(row[k]) for k in ("Inferences/Second", "p50 latency", "p90 latency",
                                         "p99 latency")}
@@ -46,6 +46,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parnet", default=str(ROOT / "build/runtime/cli/parnet"))
     ap.add_argument("--variant", default="cifar", help="ParNet variant exported at 224x224")
+    ap.add_argument("--widths", default=None,
+                    help="C1,C2,C3,Cf of the export (a smaller model resolves the overhead "
+                         "better: its run time varies less)")
     ap.add_argument("--seconds", type=float, default=10, help="parnet bench seconds per case")
     ap.add_argument("--window-ms", type=int, default=8000, help="perf_analyzer window")
     args = ap.parse_args()
@@ -56,7 +59,8 @@ def main():
         (model_dir / "1").mkdir(parents=True)
         onnx = model_dir / "1/model.onnx"
         sh(["/usr/bin/python3", ROOT / "scripts/parnet_reference.py", "export", "--variant",
-            args.variant, "--fused", "--size", "224", "--out", onnx], stdout=subprocess.DEVNULL)
+            args.variant, "--fused", "--size", "224", "--out", onnx]
+           + (["--widths", args.widths] if args.widths else []), stdout=subprocess.DEVNULL)
         (model_dir / "config.pbtxt").write_text(CONFIG)
 
         sh([args.parnet, "bench", "--model", onnx, "--batch", "1,8", "--size", "224",
@@ -87,7 +91,7 @@ def main():
     e1, e8 = engine[1], engine[8]
     overhead_ms = c1["p50 latency"] / 1000 - e1["p50_ms"]
     ratio = c16["Inferences/Second"] / e8["images_per_s"]
-    print(f"\nmodel: ParNet {args.variant} variant, fused, 1x3x224x224 FP32 (random weights)")
+    print(f"\nmodel: ParNet {args.variant} variant (widths {args.widths or 'default'}), fused, 1x3x224x224 FP32 (random weights)")
     print(f"engine (parnet bench)  batch 1: p50 {e1['p50_ms']:.3f} ms; batch 8: "
           f"{e8['images_per_s']:.1f} images/s (p50 {e8['p50_ms']:.2f} ms)")
     print(f"served, gRPC raw, c=1: p50 {c1['p50 latency'] / 1000:.3f} ms, p90 "
