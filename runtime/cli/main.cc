@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "runtime/cli/commands.h"
+#include "runtime/cli/plan_commands.h"
 #include "runtime/core/logging.h"
 
 int main(int argc, char** argv) {
@@ -103,6 +104,37 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--backend", serve.backend, "cpu (oneDNN) or reference")
       ->capture_default_str();
 
+  parnet::cli::ProfileOptions profile;
+  CLI::App* profile_cmd = app.add_subcommand(
+      "profile", "Measure every stage of a model on this CPU (for partition --profile)");
+  profile_cmd->add_option("--model,-m", profile.model, "ONNX model file")->required();
+  profile_cmd->add_option("--batch", profile.batches, "Batch sizes, e.g. 1,8")
+      ->delimiter(',')
+      ->capture_default_str();
+  profile_cmd->add_option("--threads", profile.threads, "Thread counts, e.g. 1,2")
+      ->delimiter(',')
+      ->capture_default_str();
+  profile_cmd->add_option("--size", profile.size, "H = W for dynamic spatial dims (default 224)");
+  profile_cmd->add_option("--seconds", profile.seconds, "Timed seconds per stage and case")
+      ->capture_default_str();
+  profile_cmd->add_option("--out,-o", profile.out, "Profile file (text format)")
+      ->capture_default_str();
+
+  parnet::cli::PartitionOptions partition;
+  CLI::App* partition_cmd = app.add_subcommand(
+      "partition", "Place a model's stages on a cluster's devices and write the Plan");
+  partition_cmd->add_option("--model,-m", partition.model, "ONNX model file")->required();
+  partition_cmd->add_option("--cluster,-c", partition.cluster, "Cluster description (.pbtxt)")
+      ->required();
+  partition_cmd->add_option("--profile", partition.profile,
+                            "Measured stage times (parnet profile); default: roofline");
+  partition_cmd->add_option("--batch", partition.batch, "Batch size")->capture_default_str();
+  partition_cmd->add_option("--size", partition.size, "H = W for dynamic spatial dims (224)");
+  partition_cmd->add_option("--out,-o", partition.out, "Write the Plan here (text format)");
+  partition_cmd->add_flag("--explain", partition.explain,
+                          "Compare with the alternatives and draw the schedule (SVG)");
+  partition_cmd->add_option("--svg", partition.svg, "Gantt chart path (default <out>.svg)");
+
   CLI11_PARSE(app, argc, argv);
   if (auto status = parnet::SetLogLevel(log_level); !status.ok()) {
     std::cerr << "parnet: " << status.message() << "\n";
@@ -113,5 +145,7 @@ int main(int argc, char** argv) {
   if (eval_cmd->parsed()) return parnet::cli::RunEval(eval);
   if (bench_cmd->parsed()) return parnet::cli::RunBench(bench);
   if (serve_cmd->parsed()) return parnet::cli::RunServe(serve);
+  if (profile_cmd->parsed()) return parnet::cli::RunProfile(profile);
+  if (partition_cmd->parsed()) return parnet::cli::RunPartition(partition);
   return 2;
 }

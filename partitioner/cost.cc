@@ -1,0 +1,90 @@
+#include "partitioner/cost.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "partitioner/cluster.h"
+
+namespace parnet::partition {
+namespace {
+
+// The measured time of `stage` at `threads` threads, scaled to `batch`; NOT_FOUND names the fix.
+StatusOr<double> ProfiledMs(const Profile& profile, const StageInfo& stage, int threads,
+                            int batch) {
+  // The largest profiled batch not above `batch`, else the smallest above it.
+  const StageTiming* below = nullptr;
+  const StageTiming* above = nullptr;
+  for (const StageTiming& t : profile.timings()) {
+    if (t.stage() != stage.name || t.threads() != threads || t.batch() < 1) continue;
+    if (t.batch() <= batch) {
+      if (below == nullptr || t.batch() > below->batch()) below = &t;
+    } else if (above == nullptr || t.batch() < above->batch()) {
+      above = &t;
+    }
+  }
+  const StageTiming* nearest = below != nullptr ? below : above;
+  if (nearest == nullptr) {
+    return NotFound("the profile has no timing of stage '" + stage.name + "' at " +
+                    std::to_string(threads) + " thread(s); run `parnet profile --threads " +
+                    std::to_string(threads) + "` on this model again");
+  }
+  return nearest->median_ms() * batch / nearest->batch();
+}
+
+}  // namespace
+
+double RooflineMs(double flops, double bytes, double gflops, double memory_gbps) {
+  double seconds = flops / (gflops * 1e9);
+  if (memory_gbps > 0) seconds = std::max(seconds, bytes / (memory_gbps * 1e9));
+  return seconds * 1e3;
+}
+
+StatusOr<CostModel> BuildCostModel(const StageGraph& graph, const Cluster& cluster,
+                                   const Profile* profile, int batch) {
+  const int n = cluster.devices_size();
+  CostModel costs;
+  costs.stage_ms.assign(graph.stages.size(), std::vector<double>(n, 0));
+  for (int d = 0; d < n; ++d) {
+    const Device& device = cluster.devices(d);
+    const int threads = std::max(1, device.cores_size());
+    const bool profiled = profile != nullptr && device.kind() == Device::CPU &&
+                          profile->device_kind() == "cpu";
+    if (profiled) {
+      auto peak = profile->peak_gflops().find(threads);
+      const double scale = device.gflops() > 0 && peak != profile->peak_gflops().end()
+                               ? peak->second / device.gflops()
+                               : 1.0;
+      for (size_t s = 0; s < graph.stages.size(); ++s) {
+        ASSIGN_OR_RETURN(double ms, ProfiledMs(*profile, graph.stages[s], threads, batch));
+        costs.stage_ms[s][d] = ms * scale;
+      }
+      continue;
+    }
+    if (!(device.gflops() > 0)) {
+      return FailedPrecondition(
+          "device '" + device.name() + "' has no speed: give it `gflops` (and `memory_gbps`) in " +
+          "the cluster file, or pass a profile of its kind (`parnet profile`)");
+    }
+    for (size_t s = 0; s < graph.stages.size(); ++s) {
+      costs.stage_ms[s][d] = RooflineMs(graph.stages[s].flops, graph.stages[s].bytes,
+                                        device.gflops(), device.memory_gbps());
+    }
+  }
+  costs.link_latency_ms.assign(n, std::vector<double>(n, 0));
+  costs.link_ms_per_byte.assign(n, std::vector<double>(n, 0));
+  for (int a = 0; a < n; ++a) {
+    for (int b = 0; b < n; ++b) {
+      if (a == b) continue;
+      const Link* link = FindLink(cluster, a, b);
+      if (link == nullptr) {
+        costs.link_latency_ms[a][b] = CostModel::kNoLink;
+        continue;
+      }
+      costs.link_latency_ms[a][b] = link->latency_us() / 1e3;
+      costs.link_ms_per_byte[a][b] = 8.0 / (link->bandwidth_gbit_s() * 1e9) * 1e3;
+    }
+  }
+  return costs;
+}
+
+}  // namespace parnet::partition

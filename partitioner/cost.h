@@ -1,0 +1,28 @@
+// The cost model: how long each stage takes on each device of a cluster, and each link's cost.
+//
+// With a profile (`parnet profile`, proto/profile.proto), a stage's time on a CPU device is the
+// measured median at the device's thread count (its number of cores), at the profiled batch
+// nearest below the plan's (else the smallest), scaled linearly to the plan's batch, and scaled by
+// the profile machine's measured peak over the device's own `gflops` when the cluster gives one.
+// Without a profile (or for a device kind the profile did not measure) it is a roofline:
+// max(FLOPs / gflops, bytes / memory_gbps), from the cluster file's numbers.
+#pragma once
+
+#include <string>
+
+#include "partitioner/schedule.h"
+#include "partitioner/stages.h"
+#include "proto/cluster.pb.h"
+#include "proto/profile.pb.h"
+#include "runtime/core/status.h"
+
+namespace parnet::partition {
+
+// `profile` may be null. `batch` is the batch the stage graph was built at.
+StatusOr<CostModel> BuildCostModel(const StageGraph& graph, const Cluster& cluster,
+                                   const Profile* profile, int batch);
+
+// The roofline time of `flops` and `bytes` on one device (gflops > 0; memory_gbps 0: ignored).
+double RooflineMs(double flops, double bytes, double gflops, double memory_gbps);
+
+}  // namespace parnet::partition

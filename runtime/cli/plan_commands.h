@@ -1,0 +1,41 @@
+// The partitioner's subcommands: `parnet profile` and `parnet partition`.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "proto/profile.pb.h"
+#include "runtime/core/status.h"
+#include "runtime/graph/graph.h"
+
+namespace parnet::cli {
+
+struct ProfileOptions {
+  std::string model;
+  std::vector<int> batches = {1, 8};
+  std::vector<int> threads = {1};
+  int size = 0;  // H = W for dynamic spatial dims; 0: 224
+  double seconds = 0.3;  // timed seconds per stage and case, after warm-up
+  std::string out = "profile.pbtxt";
+};
+int RunProfile(const ProfileOptions& options);
+
+struct PartitionOptions {
+  std::string model;
+  std::string cluster;
+  std::string profile;  // optional: measured stage times
+  int batch = 1;
+  int size = 0;
+  std::string out;  // the Plan (text format)
+  bool explain = false;
+  std::string svg;  // Gantt chart path (default <out>.svg)
+};
+int RunPartition(const PartitionOptions& options);
+
+// Every input of `graph` with batch `batch` and dynamic H, W set to `size` (0: 224).
+std::map<std::string, Shape> ModelInputShapes(const Graph& graph, int batch, int size);
+// A profile, refused when it was measured on another model.
+StatusOr<Profile> LoadProfile(const std::string& path, const std::string& model_sha256);
+
+}  // namespace parnet::cli
