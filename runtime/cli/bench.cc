@@ -12,6 +12,8 @@
 #include <random>
 
 #include "runtime/cli/commands.h"
+#include "runtime/cli/plan_commands.h"
+#include "runtime/transport/mpi_transport.h"
 #include "runtime/exec/engine.h"
 #include "runtime/graph/stats.h"
 
@@ -150,6 +152,7 @@ Status Bench(const BenchOptions& options) {
 }  // namespace
 
 int RunBench(const BenchOptions& options) {
+  if (!options.plan.empty() || transport::LaunchedByMpirun()) return BenchOnPlan(options);
   const Status status = Bench(options);
   if (!status.ok()) {
     std::cerr << "parnet bench: " << status.ToString() << "\n";

@@ -28,6 +28,8 @@ struct RunOptions {
   int threads = 0;
   int top = 5;
   int image_size = 0;  // 0: the model's static H, else 224
+  std::string plan;        // run across the plan's devices (threads in-process, or MPI ranks)
+  double timeout_s = 60;   // with a plan: the longest wait for another device
 };
 int RunRun(const RunOptions& options);
 
@@ -64,6 +66,9 @@ struct BenchOptions {
   int min_iters = 10;
   std::string csv;
   std::string json;
+  std::string plan;  // measure the plan's devices against its prediction
+  std::string svg;   // with a plan: the measured Gantt chart (default: measured.svg)
+  double timeout_s = 60;
 };
 int RunBench(const BenchOptions& options);
 

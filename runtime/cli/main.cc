@@ -38,6 +38,11 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--top", run.top, "Classes printed per item")->capture_default_str();
   run_cmd->add_option("--image-size", run.image_size,
                       "Crop size for images (default: the model's H, else 224)");
+  run_cmd->add_option("--plan", run.plan,
+                      "Run across the devices of this plan (parnet partition); under mpirun "
+                      "without it, parnet partitions for the job");
+  run_cmd->add_option("--timeout", run.timeout_s, "With a plan: seconds to wait for a device")
+      ->capture_default_str();
 
   parnet::cli::EvalOptions eval;
   CLI::App* eval_cmd =
@@ -75,6 +80,13 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_option("--csv", bench.csv, "Write the results as CSV");
   bench_cmd->add_option("--json", bench.json, "Write the results (with every latency) as JSON");
+  bench_cmd->add_option("--plan", bench.plan,
+                        "Measure this plan's devices against its prediction (or run under "
+                        "mpirun without it)");
+  bench_cmd->add_option("--svg", bench.svg, "With a plan: the measured Gantt chart")
+      ->capture_default_str();
+  bench_cmd->add_option("--timeout", bench.timeout_s, "With a plan: seconds to wait for a device")
+      ->capture_default_str();
 
   parnet::cli::ServeCommandOptions serve;
   CLI::App* serve_cmd = app.add_subcommand(

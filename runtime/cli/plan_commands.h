@@ -33,6 +33,15 @@ struct PartitionOptions {
 };
 int RunPartition(const PartitionOptions& options);
 
+// Runs the shipped ways of `parnet run` / `parnet bench` on a plan: the plan file, or under
+// mpirun without one, a plan made for the job (plan_run.cc).
+struct RunOptions;
+struct BenchOptions;
+int RunOnPlan(const RunOptions& options);
+int BenchOnPlan(const BenchOptions& options);
+// GFLOP/s of a 3x3 convolution 128->128 at 56x56 and GB/s of a 64 MB Add, at `threads`.
+StatusOr<std::pair<double, double>> MeasurePeak(int threads);
+
 // Every input of `graph` with batch `batch` and dynamic H, W set to `size` (0: 224).
 std::map<std::string, Shape> ModelInputShapes(const Graph& graph, int batch, int size);
 // A profile, refused when it was measured on another model.

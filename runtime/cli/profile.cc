@@ -105,17 +105,9 @@ Status Measure(const ProfileOptions& options, Profile& profile) {
   for (int threads : options.threads) {
     EngineOptions engine_options;
     engine_options.threads = threads;
-    for (bool conv : {true, false}) {
-      Graph one = OneOpModel(conv);
-      ASSIGN_OR_RETURN(auto engine, Engine::Create(one, engine_options));
-      ASSIGN_OR_RETURN(Timing t, TimeEngine(*engine, one, 0.5));
-      if (conv) {
-        const double flops = 2.0 * 128 * 128 * 9 * 56 * 56;
-        (*profile.mutable_peak_gflops())[threads] = flops / (t.median_ms * 1e6);
-      } else {
-        (*profile.mutable_memory_gbps())[threads] = 3.0 * 4096 * 4096 * 4 / (t.median_ms * 1e6);
-      }
-    }
+    ASSIGN_OR_RETURN(auto peak, MeasurePeak(threads));
+    (*profile.mutable_peak_gflops())[threads] = peak.first;
+    (*profile.mutable_memory_gbps())[threads] = peak.second;
     std::cout << "threads " << threads << ": conv peak " << profile.peak_gflops().at(threads)
               << " GFLOP/s, memory " << profile.memory_gbps().at(threads) << " GB/s\n";
     for (int batch : options.batches) {
@@ -143,6 +135,23 @@ Status Measure(const ProfileOptions& options, Profile& profile) {
 }
 
 }  // namespace
+
+StatusOr<std::pair<double, double>> MeasurePeak(int threads) {
+  EngineOptions engine_options;
+  engine_options.threads = threads;
+  std::pair<double, double> peak;
+  for (bool conv : {true, false}) {
+    Graph one = OneOpModel(conv);
+    ASSIGN_OR_RETURN(auto engine, Engine::Create(one, engine_options));
+    ASSIGN_OR_RETURN(Timing t, TimeEngine(*engine, one, 0.5));
+    if (conv) {
+      peak.first = 2.0 * 128 * 128 * 9 * 56 * 56 / (t.median_ms * 1e6);
+    } else {
+      peak.second = 3.0 * 4096 * 4096 * 4 / (t.median_ms * 1e6);
+    }
+  }
+  return peak;
+}
 
 int RunProfile(const ProfileOptions& options) {
   Profile profile;

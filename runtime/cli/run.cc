@@ -8,10 +8,12 @@
 #include <numeric>
 
 #include "runtime/cli/commands.h"
+#include "runtime/cli/plan_commands.h"
 #include "runtime/exec/engine.h"
 #include "runtime/io/file_util.h"
 #include "runtime/io/image.h"
 #include "runtime/io/npy.h"
+#include "runtime/transport/mpi_transport.h"
 
 namespace parnet::cli {
 namespace {
@@ -114,6 +116,7 @@ Status Run(const RunOptions& options) {
 }  // namespace
 
 int RunRun(const RunOptions& options) {
+  if (!options.plan.empty() || transport::LaunchedByMpirun()) return RunOnPlan(options);
   const Status status = Run(options);
   if (!status.ok()) {
     std::cerr << "parnet run: " << status.ToString() << "\n";
