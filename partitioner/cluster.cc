@@ -142,6 +142,27 @@ const Link* FindLink(const Cluster& cluster, int a, int b) {
   return cluster.has_default_link() ? &cluster.default_link() : nullptr;
 }
 
+std::optional<Cluster> MergeCoreSets(const Cluster& cluster) {
+  if (cluster.devices_size() < 2) return std::nullopt;
+  Cluster merged;
+  merged.set_name(cluster.name() + ", all cores as one device");
+  Device* all = merged.add_devices();
+  all->set_name("all-cores");
+  all->set_host(cluster.devices(0).host());
+  all->set_kind(Device::CPU);
+  std::set<int> cores;
+  for (const Device& d : cluster.devices()) {
+    if (d.kind() != Device::CPU || d.host() != all->host()) return std::nullopt;
+    for (int core : d.cores()) {
+      if (!cores.insert(core).second) return std::nullopt;
+    }
+    all->set_gflops(all->gflops() + d.gflops());
+    all->set_memory_gbps(std::max(all->memory_gbps(), d.memory_gbps()));
+  }
+  for (int core : cores) all->add_cores(core);
+  return merged;
+}
+
 StatusOr<std::string> Sha256OfFile(const std::string& path) {
   ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, "file"));
   return Sha256(bytes);

@@ -146,6 +146,9 @@ int main(int argc, char** argv) {
   partition_cmd->add_flag("--explain", partition.explain,
                           "Compare with the alternatives and draw the schedule (SVG)");
   partition_cmd->add_option("--svg", partition.svg, "Gantt chart path (default <out>.svg)");
+  partition_cmd->add_flag("--no-merge", partition.no_merge,
+                          "Keep the cluster's core sets even when all cores as one device would "
+                          "be faster");
 
   CLI11_PARSE(app, argc, argv);
   if (auto status = parnet::SetLogLevel(log_level); !status.ok()) {

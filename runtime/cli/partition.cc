@@ -89,6 +89,30 @@ int RunPartition(const PartitionOptions& options) {
   SearchResult best = FindBestPlacement(*stages, *costs);
   const double search_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  // On one host's core sets, the other choice: every stage on all the cores.
+  std::string choice;
+  if (auto merged = MergeCoreSets(*cluster); merged && !options.no_merge) {
+    auto merged_costs =
+        BuildCostModel(*stages, *merged, profile ? &*profile : nullptr, options.batch);
+    if (merged_costs.ok()) {
+      Placement one{std::vector<int>(stages->stages.size(), 0)};
+      Schedule schedule = Simulate(*stages, *merged_costs, one);
+      std::ostringstream line;
+      line << "all " << merged->devices(0).cores_size() << " cores on every stage: "
+           << schedule.latency_ms << " ms; stages side by side on " << cluster->devices_size()
+           << " core sets: " << best.schedule.latency_ms << " ms -> ";
+      if (schedule.latency_ms < best.schedule.latency_ms) {
+        target.cluster = *merged;
+        best.schedule = std::move(schedule);
+        line << "all cores";
+      } else {
+        line << "core sets";
+      }
+      choice = line.str();
+    } else {
+      choice = "not compared with all cores on every stage: " + merged_costs.status().message();
+    }
+  }
   Plan plan = MakePlan(target, *specialized, *stages, best.schedule);
   if (Status valid = ValidatePlan(plan, *specialized); !valid.ok()) return Fail(valid);
 
@@ -99,6 +123,7 @@ int RunPartition(const PartitionOptions& options) {
               << " nodes, " << stage.gflop() << " GFLOP"
               << (stage.recomputable() ? ", recomputable" : "") << "\n";
   }
+  if (!choice.empty()) std::cout << choice << "\n";
   std::cout << "placement:\n";
   for (const DeviceAssignment& a : plan.devices()) {
     std::cout << "  " << a.device() << ":";
@@ -109,7 +134,8 @@ int RunPartition(const PartitionOptions& options) {
   std::cout << "predicted latency " << plan.predicted_latency_ms() << " ms (" << plan.cost_source()
             << "); searched " << best.nodes_visited << " partial plans in " << search_s << " s\n";
   if (options.explain) {
-    std::cout << "\n" << ExplainTable(plan, Alternatives(*stages, *costs));
+    auto alternatives = Alternatives(*stages, *costs);
+    std::cout << "\n" << ExplainTable(plan, alternatives);
     const std::string svg = options.svg.empty() ? (options.out.empty() ? "plan" : options.out) +
                                                       ".svg"
                                                 : options.svg;

@@ -30,6 +30,7 @@ struct PartitionOptions {
   std::string out;  // the Plan (text format)
   bool explain = false;
   std::string svg;  // Gantt chart path (default <out>.svg)
+  bool no_merge = false;  // do not consider all cores as one device (CPU core sets of one host)
 };
 int RunPartition(const PartitionOptions& options);
 

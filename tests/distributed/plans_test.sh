@@ -41,7 +41,8 @@ cluster uneven "c0 0 20" "c1 1 8"
 cluster three "c0 0 20" "c1 1 20" "c2 0 20"
 for c in two uneven three; do
   expect "partition $c" 0 "predicted latency" -- \
-    "$parnet" partition -m "$m" -c "$tmp/$c.pbtxt" --size 32 --batch 3 --out "$tmp/$c.plan"
+    "$parnet" partition -m "$m" -c "$tmp/$c.pbtxt" --size 32 --batch 3 --no-merge \
+      --out "$tmp/$c.plan"
   expect "$c plan uses several devices" 0 "" -- test "$(grep -B1 -A0 'runs {' "$tmp/$c.plan" | grep -c 'device:')" -ge 2
   expect "in-process $c" 0 "wrote FP32\[3,10\]" -- \
     "$parnet" run -m "$m" --plan "$tmp/$c.plan" --input "$tmp/x.npy" --output "$tmp/in_$c.npy"
@@ -66,6 +67,14 @@ expect "bench against the prediction" 0 "latency: predicted [0-9.]+ ms, measured
   timeout 120 "${mpi[@]}" -np 2 "$parnet" bench -m "$m" --plan "$tmp/two.plan" --batch 3 \
     --seconds 0.5 --min-iters 5 --warmup 1 --svg "$tmp/measured.svg"
 expect "measured gantt" 0 "</svg>" -- cat "$tmp/measured.svg"
+
+# Core sets of one host may also run as one device with all the cores: the roofline (which
+# assumes perfect scaling) prefers it, and the plan then runs in-process on both cores.
+expect "all cores as one device" 0 "all 2 cores on every stage: .* -> all cores" -- \
+  "$parnet" partition -m "$m" -c "$tmp/two.pbtxt" --size 32 --batch 3 --out "$tmp/merged.plan"
+expect "merged plan runs" 0 "wrote FP32\[3,10\]" -- \
+  "$parnet" run -m "$m" --plan "$tmp/merged.plan" --input "$tmp/x.npy" --output "$tmp/merged.npy"
+expect "merged plan equals one process" 0 "largest logit" -- same_as_reference "$tmp/merged.npy"
 
 # Refused: a plan for another job size, or for another model.
 expect "plan for another job" 1 "the plan has 2 devices but the job has 3 ranks" -- \
