@@ -48,6 +48,7 @@ struct EvalOptions {
   int batch = 256;
   int limit = 0;  // 0: the whole test set
   int show = 0;   // print the predictions for the first N images
+  std::string plan;  // run on this plan's devices (in-process core sets)
 };
 int RunEval(const EvalOptions& options);
 

@@ -10,6 +10,7 @@
 #include <iostream>
 
 #include "runtime/cli/commands.h"
+#include "runtime/cli/plan_commands.h"
 #include "runtime/exec/engine.h"
 #include "runtime/io/file_util.h"
 #include "runtime/io/idx.h"
@@ -165,6 +166,11 @@ Status Eval(const EvalOptions& options) {
       options.limit > 0 ? std::min<int64_t>(options.limit, data.images.dim(0)) : data.images.dim(0);
   const std::vector<std::string> labels = DefaultLabels(options);
   const bool tty = isatty(STDERR_FILENO);
+  std::unique_ptr<PlanRunner> runner;
+  if (!options.plan.empty()) {
+    ASSIGN_OR_RETURN(runner, MakePlanRunner(options.model, options.plan, options.batch,
+                                            static_cast<int>(shape[2]), 60));
+  }
   int64_t correct = 0, classes = 0;
   std::vector<std::vector<int64_t>> confusion;
   std::vector<float> all_logits;
@@ -173,7 +179,8 @@ Status Eval(const EvalOptions& options) {
     const int64_t n = std::min<int64_t>(options.batch, total - first);
     Tensor batch = MakeBatch(data, first, n, shape);
     const auto start = std::chrono::steady_clock::now();
-    ASSIGN_OR_RETURN(std::vector<Tensor> out, engine->Run({{input, batch}}));
+    ASSIGN_OR_RETURN(std::vector<Tensor> out, runner ? runner->Run({{input, batch}})
+                                                     : engine->Run({{input, batch}}));
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const Tensor& logits = out[0];
     classes = logits.dim(1);
@@ -194,7 +201,7 @@ Status Eval(const EvalOptions& options) {
   PrintSamples(all_logits, classes, data.labels, std::min<int64_t>(options.show, total), labels);
   std::printf("\nspeed: %.1f images/s (%lld images, batch %d, %.2f s in the engine, backend %s)\n",
               total / seconds, static_cast<long long>(total), options.batch, seconds,
-              options.backend.c_str());
+              runner ? ("plan " + options.plan).c_str() : options.backend.c_str());
   if (!options.predictions.empty()) {
     RETURN_IF_ERROR(
         io::WriteNpy(options.predictions, Tensor::FromVector<float>({total, classes}, all_logits)));

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--batch", eval.batch, "Images per run")->capture_default_str();
   eval_cmd->add_option("--limit", eval.limit, "Evaluate only the first N images (0: all)");
   eval_cmd->add_option("--show", eval.show, "Print the predicted labels of the first N images");
+  eval_cmd->add_option("--plan", eval.plan, "Run on this plan's devices (parnet partition)");
 
   parnet::cli::BenchOptions bench;
   CLI::App* bench_cmd = app.add_subcommand("bench", "Latency percentiles, throughput and GFLOP/s");

@@ -7,6 +7,7 @@
 
 #include "proto/profile.pb.h"
 #include "runtime/core/status.h"
+#include "runtime/exec/plan_runner.h"
 #include "runtime/graph/graph.h"
 
 namespace parnet::cli {
@@ -40,6 +41,11 @@ struct RunOptions;
 struct BenchOptions;
 int RunOnPlan(const RunOptions& options);
 int BenchOnPlan(const BenchOptions& options);
+// The runner for `model`: the plan file (in-process, or one rank per device under mpirun), or
+// under mpirun without one, a plan made for the job (rank 0 partitions, the others receive it).
+StatusOr<std::unique_ptr<PlanRunner>> MakePlanRunner(const std::string& model,
+                                                     const std::string& plan, int batch, int size,
+                                                     double timeout_s);
 // GFLOP/s of a 3x3 convolution 128->128 at 56x56 and GB/s of a 64 MB Add, at `threads`.
 StatusOr<std::pair<double, double>> MeasurePeak(int threads);
 

@@ -87,9 +87,11 @@ StatusOr<Plan> PlanForJob(const std::string& model, transport::Transport& mpi, i
   return plan;
 }
 
-// The runner for `model`: the plan file, or a plan made for the mpirun job.
-StatusOr<std::unique_ptr<PlanRunner>> MakeRunner(const std::string& model, const std::string& path,
-                                                 int batch, int size, double timeout_s) {
+}  // namespace
+
+StatusOr<std::unique_ptr<PlanRunner>> MakePlanRunner(const std::string& model,
+                                                     const std::string& path, int batch, int size,
+                                                     double timeout_s) {
   std::unique_ptr<transport::Transport> transport;
   if (transport::LaunchedByMpirun()) {
     ASSIGN_OR_RETURN(transport, transport::MakeMpiTransport());
@@ -108,6 +110,8 @@ StatusOr<std::unique_ptr<PlanRunner>> MakeRunner(const std::string& model, const
   return PlanRunner::Create(model, plan, std::move(transport), options);
 }
 
+namespace {
+
 int Fail(const char* command, const Status& status) {
   std::cerr << "parnet " << command << ": " << status.ToString() << "\n";
   return 1;
@@ -123,7 +127,7 @@ int RunOnPlan(const RunOptions& options) {
   if (!batch.ok()) return Fail("run", batch.status());
   const int n = batch->rank() == 4 ? static_cast<int>(batch->dim(0)) : 1;
   const int size = batch->rank() == 4 ? static_cast<int>(batch->dim(2)) : 0;
-  auto runner = MakeRunner(options.model, options.plan, n, size, options.timeout_s);
+  auto runner = MakePlanRunner(options.model, options.plan, n, size, options.timeout_s);
   if (!runner.ok()) return Fail("run", runner.status());
   if (!(*runner)->is_leader()) {
     const Status followed = (*runner)->Follow();
@@ -336,7 +340,7 @@ Status BenchLeader(const BenchOptions& options, PlanRunner& runner) {
 }  // namespace
 
 int BenchOnPlan(const BenchOptions& options) {
-  auto runner = MakeRunner(options.model, options.plan, options.batches.front(), options.size,
+  auto runner = MakePlanRunner(options.model, options.plan, options.batches.front(), options.size,
                            options.timeout_s);
   if (!runner.ok()) return Fail("bench", runner.status());
   if (!(*runner)->is_leader()) {
