@@ -37,6 +37,18 @@ bool Compiler::IsDefined(const std::string& value) const {
   return values_.count(value) > 0 || graph_.IsConstant(value);
 }
 
+bool Compiler::OverwritableInPlace(const std::string& value) const {
+  auto it = values_.find(value);
+  if (it == values_.end() || graph_.IsConstant(value) || Uses(value) != 1 ||
+      plain_cache_.count(value)) {
+    return false;
+  }
+  auto buffer = buffer_of_.find(it->second.get());
+  if (buffer == buffer_of_.end()) return false;  // a graph input or a constant's memory
+  const ArenaBuffer& b = buffers_[buffer->second];
+  return b.mem.get() == it->second.get() && b.views.empty();
+}
+
 int Compiler::Uses(const std::string& value) const {
   auto it = consumers_.find(value);
   int n = it == consumers_.end() ? 0 : static_cast<int>(it->second.size());

@@ -89,6 +89,9 @@ class Compiler {
   void MarkFused(const Node& node) { fused_.insert(&node); }
   // Whether `value` exists yet at this point of the compile (a constant, or already produced).
   bool IsDefined(const std::string& value) const;
+  // Whether a step may overwrite `value` in place: an intermediate that owns its arena buffer (no
+  // view or alias shares it), read by exactly one node and not a graph output.
+  bool OverwritableInPlace(const std::string& value) const;
 
  private:
   Status LowerFallback(const Node& node);

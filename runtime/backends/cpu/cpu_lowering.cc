@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "runtime/backends/cpu/cpu_compiler.h"
+#include "runtime/backends/cpu/cpu_layout.h"
 
 namespace parnet::cpu {
 namespace {
@@ -88,35 +89,52 @@ StatusOr<WindowDims> OneDnnWindow(Compiler& c, const Node& node, const Shape& in
   return d;
 }
 
-// What a convolution absorbs as post-ops: a residual Add or a gate Mul (as a binary post-op) and
-// then an activation.
+// What a convolution absorbs as post-ops: a residual Add or a gate Mul (as a binary post-op, or
+// the Add as a sum post-op into the other operand's buffer) and then an activation.
 struct ConvFusion {
   dnnl::primitive_attr attr;
   std::unordered_map<int, memory> srcs;  // binary post-op operands
+  memory accumulate;                     // with a sum post-op: the buffer the conv adds into
   std::vector<const Node*> nodes;
   std::string output;
 };
 
-ConvFusion PlanConvFusion(Compiler& c, const Node& conv, bool with_binary) {
+enum class Absorb { kActivationOnly, kBinary, kSum };
+
+// The Add or Mul that alone reads the convolution's output, and its other operand, when oneDNN
+// could take it as a post-op: an operand of the output's shape, or a per-channel gate {N,C,1,1}.
+const Node* FollowingBinary(Compiler& c, const std::string& conv_out, std::string& other) {
+  const auto& readers = c.Consumers(conv_out);
+  if (c.Uses(conv_out) != 1 || readers.size() != 1) return nullptr;
+  const Node* op = readers[0];
+  if (op->op_type != "Add" && op->op_type != "Mul") return nullptr;
+  other = op->inputs[0] == conv_out ? op->inputs[1] : op->inputs[0];
+  const Shape& y = ShapeOf(c, conv_out);
+  const Shape& o = ShapeOf(c, other);
+  const bool gate = op->op_type == "Mul" && o == Shape{y[0], y[1], 1, 1};
+  if (ShapeOf(c, op->outputs[0]) != y || (o != y && !gate) || !c.IsDefined(other)) return nullptr;
+  return op;
+}
+
+ConvFusion PlanConvFusion(Compiler& c, const Node& conv, Absorb absorb) {
   ConvFusion f;
   f.output = conv.outputs[0];
   dnnl::post_ops ops;
-  const auto& readers = c.Consumers(f.output);
-  if (with_binary && c.Uses(f.output) == 1 && readers.size() == 1 &&
-      (readers[0]->op_type == "Add" || readers[0]->op_type == "Mul")) {
-    const Node* op = readers[0];
-    const std::string& other = op->inputs[0] == f.output ? op->inputs[1] : op->inputs[0];
-    const Shape& y = ShapeOf(c, f.output);
-    const Shape& o = ShapeOf(c, other);
-    const bool gate = op->op_type == "Mul" && o == Shape{y[0], y[1], 1, 1};
-    if (ShapeOf(c, op->outputs[0]) == y && (o == y || gate) && c.IsDefined(other)) {
-      memory m = c.Value(other);
-      ops.append_binary(op->op_type == "Add" ? algorithm::binary_add : algorithm::binary_mul,
-                        m.get_desc());
-      f.srcs[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = m;
-      f.nodes.push_back(op);
-      f.output = op->outputs[0];
-    }
+  std::string other;
+  const Node* op = absorb == Absorb::kActivationOnly ? nullptr : FollowingBinary(c, f.output, other);
+  if (op != nullptr && absorb == Absorb::kBinary) {
+    memory m = c.Value(other);
+    ops.append_binary(op->op_type == "Add" ? algorithm::binary_add : algorithm::binary_mul,
+                      m.get_desc());
+    f.srcs[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = m;
+    f.nodes.push_back(op);
+    f.output = op->outputs[0];
+  } else if (op != nullptr && absorb == Absorb::kSum && op->op_type == "Add" &&
+             ShapeOf(c, other) == ShapeOf(c, f.output) && c.OverwritableInPlace(other)) {
+    ops.append_sum(1.0f);
+    f.accumulate = c.Value(other);
+    f.nodes.push_back(op);
+    f.output = op->outputs[0];
   }
   if (auto act = FollowingActivation(c, f.output)) {
     ops.append_eltwise(1.0f, act->alg, act->alg == algorithm::eltwise_swish ? 1.0f : 0.0f, 0.0f);
@@ -125,6 +143,35 @@ ConvFusion PlanConvFusion(Compiler& c, const Node& conv, bool with_binary) {
   }
   f.attr.set_post_ops(ops);
   return f;
+}
+
+// Picks the richest fusion that oneDNN runs with the same kernel as the convolution with only its
+// activation: a post-op that pushes the convolution onto a slower implementation costs more than
+// it saves. oneDNN 2.6 on AVX-512 (see docs/benchmarks.md) keeps brgconv for a per-channel gate
+// {1,C,1,1} but falls back to x64:gemm:jit (about 5x slower) for a per-sample gate {N,C,1,1} with
+// N > 1 and for a full-tensor binary Add at any batch. The Add then becomes a sum post-op (the
+// convolution accumulates into the other operand's buffer), which brgconv keeps; the gate stays
+// a binary primitive of its own after the convolution.
+dnnl::convolution_forward::primitive_desc ChooseConvFusion(
+    Compiler& c, const Node& node, const dnnl::convolution_forward::desc& desc, ConvFusion& fusion) {
+  fusion = PlanConvFusion(c, node, Absorb::kActivationOnly);
+  dnnl::convolution_forward::primitive_desc pd(desc, fusion.attr, c.engine());
+  for (Absorb absorb : {Absorb::kBinary, Absorb::kSum}) {
+    ConvFusion richer = PlanConvFusion(c, node, absorb);
+    if (richer.nodes.size() == fusion.nodes.size()) continue;
+    try {
+      dnnl::convolution_forward::primitive_desc fused(desc, richer.attr, c.engine());
+      const bool same_dst = richer.accumulate ? fused.dst_desc() == richer.accumulate.get_desc()
+                                              : fused.dst_desc() == pd.dst_desc();
+      if (std::string(fused.impl_info_str()) == pd.impl_info_str() && same_dst) {
+        fusion = std::move(richer);
+        return fused;
+      }
+    } catch (const dnnl::error&) {
+      // No implementation with this post-op: try the next form, or run the op on its own.
+    }
+  }
+  return pd;
 }
 
 StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
@@ -149,24 +196,8 @@ StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
       prop_kind::forward_inference, algorithm::convolution_direct, AnyDesc(x),
       memory::desc(wdims, dt::f32, tag::any), bias_md, AnyDesc(y), win.strides, win.dilates,
       win.pad_l, win.pad_r);
-  // Try a binary post-op (the residual Add or gate Mul) too, but keep it only when oneDNN runs
-  // the fused convolution with the same kernel as without it: a post-op that pushes the
-  // convolution onto a slower implementation (gemm, reference) costs more than it saves.
-  ConvFusion fusion = PlanConvFusion(c, node, /*with_binary=*/false);
-  dnnl::convolution_forward::primitive_desc pd(desc, fusion.attr, c.engine());
-  ConvFusion with_binary = PlanConvFusion(c, node, /*with_binary=*/true);
-  if (!with_binary.srcs.empty()) {
-    try {
-      dnnl::convolution_forward::primitive_desc fused(desc, with_binary.attr, c.engine());
-      if (std::string(fused.impl_info_str()) == pd.impl_info_str() &&
-          fused.dst_desc() == pd.dst_desc()) {
-        pd = fused;
-        fusion = std::move(with_binary);
-      }
-    } catch (const dnnl::error&) {
-      // No implementation with this post-op: the Add/Mul stays a primitive of its own.
-    }
-  }
+  ConvFusion fusion;
+  const dnnl::convolution_forward::primitive_desc pd = ChooseConvFusion(c, node, desc, fusion);
   // The weights as stored (plain OIHW), seen with the group split out when grouped.
   memory plain_w = c.Value(node.inputs[1]);
   memory w_view(memory::desc(wdims, dt::f32,
@@ -176,7 +207,7 @@ StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
   std::unordered_map<int, memory> args = std::move(fusion.srcs);
   args[DNNL_ARG_SRC] = c.As(node.inputs[0], pd.src_desc());
   args[DNNL_ARG_WEIGHTS] = c.ReorderNow(w_view, pd.weights_desc());
-  args[DNNL_ARG_DST] = c.NewBuffer(pd.dst_desc());
+  args[DNNL_ARG_DST] = fusion.accumulate ? fusion.accumulate : c.NewBuffer(pd.dst_desc());
   if (has_bias) args[DNNL_ARG_BIAS] = c.Value(node.inputs[2]);
   c.Define(fusion.output, args[DNNL_ARG_DST]);
   c.AddPrimitive(dnnl::convolution_forward(pd), std::move(args));
@@ -287,7 +318,21 @@ StatusOr<bool> LowerConcat(Compiler& c, const Node& node) {
     descs.push_back(m.get_desc());
     args[DNNL_ARG_MULTIPLE_SRC + static_cast<int>(i)] = m;
   }
-  dnnl::concat::primitive_desc pd(static_cast<int>(axis), descs, c.engine());
+  // Channels-last inputs give a channels-last output (oneDNN would order a stacked size-1 axis
+  // by its arbitrary stride): ParNet's interleave, a stack along a new axis after the channels,
+  // then reshapes to an NHWC tensor without a copy.
+  bool channels_last = true;
+  for (const memory::desc& d : descs) {
+    auto strides = StridesOf(d);
+    channels_last = channels_last && strides && ChannelsLast(d.dims(), *strides);
+  }
+  const memory::dims out_dims = Dims(ShapeOf(c, node.outputs[0]));
+  dnnl::concat::primitive_desc pd =
+      channels_last && axis > 0 && axis + 2 < rank
+          ? dnnl::concat::primitive_desc(
+                memory::desc(out_dims, dt::f32, ChannelsLastStrides(out_dims)),
+                static_cast<int>(axis), descs, c.engine())
+          : dnnl::concat::primitive_desc(static_cast<int>(axis), descs, c.engine());
   memory dst = c.NewBuffer(pd.dst_desc());
   args[DNNL_ARG_DST] = dst;
   c.AddPrimitive(dnnl::concat(pd), std::move(args));
@@ -333,10 +378,20 @@ StatusOr<bool> LowerGemm(Compiler& c, const Node& node) {
   return true;
 }
 
-// Ops that only reinterpret a row-major buffer: the output aliases the plain input.
+// Ops that only reinterpret a buffer: the output is a strided view of the input's memory when
+// its layout allows (an NHWC activation reshaped along its channels stays NHWC), else of the
+// input in plain layout.
 bool LowerView(Compiler& c, const Node& node) {
-  memory in = c.Plain(node.inputs[0]);
-  c.Define(node.outputs[0], c.ViewOf(in, PlainDesc(ShapeOf(c, node.outputs[0]))));
+  const memory in = c.Value(node.inputs[0]);
+  const memory::dims to = Dims(ShapeOf(c, node.outputs[0]));
+  if (auto strides = StridesOf(in.get_desc())) {
+    if (auto view = ReshapeStrides(in.get_desc().dims(), *strides, to)) {
+      c.Define(node.outputs[0], c.ViewOf(in, memory::desc(to, dt::f32, *view)));
+      return true;
+    }
+  }
+  memory plain = c.Plain(node.inputs[0]);
+  c.Define(node.outputs[0], c.ViewOf(plain, PlainDesc(ShapeOf(c, node.outputs[0]))));
   return true;
 }
 
@@ -352,20 +407,32 @@ bool IsZeroPad(Compiler& c, const Node& node) {
   return true;
 }
 
-// Transpose as a oneDNN reorder from a permuted-strides view of the plain input.
+// Transpose as one oneDNN reorder from a permuted-strides view of the input. A channels-last input
+// whose batch and two spatial dims stay in place (ParNet's channel shuffle) gets a channels-last
+// output, so the shuffle is one copy between NHWC tensors; anything else is written plain.
 bool LowerTranspose(Compiler& c, const Node& node) {
   const Shape& x = ShapeOf(c, node.inputs[0]);
   const Shape& y = ShapeOf(c, node.outputs[0]);
+  if (x.empty()) return false;
   std::vector<int64_t> perm(x.size());
   for (size_t i = 0; i < perm.size(); ++i) perm[i] = static_cast<int64_t>(perm.size() - 1 - i);
   perm = node.IntsAttr("perm", perm);
-  if (x.empty()) return false;
-  memory::dims in_strides(x.size(), 1);
-  for (size_t i = x.size() - 1; i > 0; --i) in_strides[i - 1] = in_strides[i] * x[i];
+  memory in = c.Value(node.inputs[0]);
+  std::optional<memory::dims> in_strides = StridesOf(in.get_desc());
+  if (!in_strides) {
+    in = c.Plain(node.inputs[0]);
+    in_strides = StridesOf(in.get_desc());
+  }
   memory::dims view_strides(perm.size());
-  for (size_t i = 0; i < perm.size(); ++i) view_strides[i] = in_strides[perm[i]];
-  memory src = c.ViewOf(c.Plain(node.inputs[0]), memory::desc(Dims(y), dt::f32, view_strides));
-  memory dst = c.NewBuffer(PlainDesc(y));
+  for (size_t i = 0; i < perm.size(); ++i) view_strides[i] = (*in_strides)[perm[i]];
+  const size_t r = perm.size();
+  const bool keeps_n_h_w = r >= 4 && perm[0] == 0 && perm[r - 2] == static_cast<int64_t>(r - 2) &&
+                           perm[r - 1] == static_cast<int64_t>(r - 1);
+  const memory::desc dst_desc = keeps_n_h_w && ChannelsLast(Dims(x), *in_strides)
+                                    ? memory::desc(Dims(y), dt::f32, ChannelsLastStrides(Dims(y)))
+                                    : PlainDesc(y);
+  memory src = c.ViewOf(in, memory::desc(Dims(y), dt::f32, view_strides));
+  memory dst = c.NewBuffer(dst_desc);
   c.AddPrimitive(dnnl::reorder(src, dst), {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
   c.Define(node.outputs[0], dst);
   return true;
