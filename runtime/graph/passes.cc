@@ -1,6 +1,7 @@
 #include "runtime/graph/passes.h"
 
 #include <cassert>
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -236,11 +237,148 @@ StatusOr<int64_t> MergeParallelConvs(Graph& graph) {
   return merged;
 }
 
+namespace {
+
+// y[c] = x[perm[c]] for the channel shuffle that ends at node `last` (the final Reshape), or
+// nullopt. `nodes` receives the shuffle's three nodes.
+std::optional<std::vector<int64_t>> MatchShuffle(const Graph& g, size_t last,
+                                                 const std::map<std::string, size_t>& producer,
+                                                 const std::map<std::string, int>& uses,
+                                                 std::vector<size_t>& nodes) {
+  const Node& back = g.nodes[last];
+  if (back.op_type != "Reshape" || !producer.count(back.inputs[0])) return std::nullopt;
+  const size_t t = producer.at(back.inputs[0]);
+  const Node& transpose = g.nodes[t];
+  if (transpose.op_type != "Transpose" || uses.at(back.inputs[0]) != 1 ||
+      !producer.count(transpose.inputs[0]) ||
+      transpose.IntsAttr("perm", {}) != std::vector<int64_t>{0, 2, 1, 3, 4}) {
+    return std::nullopt;
+  }
+  const size_t f = producer.at(transpose.inputs[0]);
+  const Node& front = g.nodes[f];
+  if (front.op_type != "Reshape" || uses.at(transpose.inputs[0]) != 1) return std::nullopt;
+  const Shape& x = g.FindType(front.inputs[0])->shape;
+  const Shape& split = g.FindType(front.outputs[0])->shape;
+  const Shape& y = g.FindType(back.outputs[0])->shape;
+  if (x.size() != 4 || x != y || split.size() != 5 || split[0] != x[0] ||
+      split[1] * split[2] != x[1] || split[3] != x[2] || split[4] != x[3]) {
+    return std::nullopt;
+  }
+  // y viewed as [N, b, a] over channels holds x's [N, a, b] transposed.
+  const int64_t a = split[1], b = split[2];
+  std::vector<int64_t> perm(static_cast<size_t>(x[1]));
+  for (int64_t c = 0; c < x[1]; ++c) perm[c] = (c % a) * b + c / a;
+  nodes = {f, t, last};
+  return perm;
+}
+
+// The nodes that must change to read a value whose channels are permuted by `perm` (value[c] =
+// permuted[perm[c]]), following per-channel ops; false when some reader cannot absorb it.
+bool CollectAbsorbers(const Graph& g, const std::string& value, const std::vector<int64_t>& perm,
+                      const std::map<std::string, std::vector<size_t>>& readers,
+                      const std::set<std::string>& outputs, std::vector<size_t>& absorbers) {
+  if (outputs.count(value) || !readers.count(value)) return false;
+  for (size_t i : readers.at(value)) {
+    const Node& n = g.nodes[i];
+    for (size_t k = 1; k < n.inputs.size(); ++k) {
+      if (n.inputs[k] == value) return false;  // read as weights or a second operand
+    }
+    if (n.op_type == "Conv") {
+      const Shape& w = g.FindType(n.inputs[1])->shape;
+      if (!ConstantFloat(g, n, 1) || w.size() != 4) return false;
+      const int64_t per_group = w[1];  // input channels per group
+      for (size_t c = 0; c < perm.size(); ++c) {
+        if (perm[c] / per_group != static_cast<int64_t>(c) / per_group) return false;
+      }
+    } else if (n.op_type == "BatchNormalization") {
+      for (size_t k = 1; k < 5; ++k) {
+        if (!ConstantFloat(g, n, k)) return false;
+      }
+      if (!CollectAbsorbers(g, n.outputs[0], perm, readers, outputs, absorbers)) return false;
+    } else if (n.op_type == "GlobalAveragePool" || n.op_type == "Relu" ||
+               n.op_type == "Sigmoid") {
+      if (!CollectAbsorbers(g, n.outputs[0], perm, readers, outputs, absorbers)) return false;
+    } else {
+      return false;
+    }
+    absorbers.push_back(i);
+  }
+  return true;
+}
+
+// Rewrites `n` (a Conv or BatchNormalization) to read the channels in permuted order.
+void PermuteInputChannels(Graph& g, Node& n, const std::vector<int64_t>& perm) {
+  if (n.op_type == "Conv") {
+    const Tensor& w = g.constants.at(n.inputs[1]);
+    const int64_t out = w.dim(0), per_group = w.dim(1), taps = w.num_elements() / (out * per_group);
+    const int64_t groups = static_cast<int64_t>(perm.size()) / per_group;
+    const int64_t out_per_group = out / groups;
+    Tensor nw = w.Clone();
+    for (int64_t o = 0; o < out; ++o) {
+      const int64_t base = (o / out_per_group) * per_group;  // the group's first input channel
+      for (int64_t j = 0; j < per_group; ++j) {
+        const int64_t to = perm[base + j] - base;
+        std::copy_n(w.data<float>() + (o * per_group + j) * taps, taps,
+                    nw.data<float>() + (o * per_group + to) * taps);
+      }
+    }
+    n.inputs[1] = NewConstant(g, n.name + ".permuted_w", std::move(nw));
+    return;
+  }
+  for (size_t k = 1; k < 5; ++k) {  // BatchNormalization: scale, bias, mean, variance
+    const Tensor& p = g.constants.at(n.inputs[k]);
+    Tensor np = p.Clone();
+    for (size_t c = 0; c < perm.size(); ++c) np.data<float>()[perm[c]] = p.data<float>()[c];
+    n.inputs[k] = NewConstant(g, n.name + ".permuted_" + std::to_string(k), std::move(np));
+  }
+}
+
+}  // namespace
+
+StatusOr<int64_t> FoldChannelShuffles(Graph& graph) {
+  assert(graph.specialized);
+  std::set<size_t> dead;
+  int64_t folded = 0;
+  for (size_t i = 0; i < graph.nodes.size(); ++i) {
+    // Recomputed per candidate: an earlier fold renames readers.
+    const auto uses = UseCounts(graph);
+    const auto producer = Producers(graph);
+    std::vector<size_t> shuffle;
+    auto perm = MatchShuffle(graph, i, producer, uses, shuffle);
+    if (!perm || dead.count(i)) continue;
+    std::map<std::string, std::vector<size_t>> readers;
+    for (size_t k = 0; k < graph.nodes.size(); ++k) {
+      if (dead.count(k)) continue;
+      for (const std::string& in : graph.nodes[k].inputs) {
+        if (!in.empty()) readers[in].push_back(k);
+      }
+    }
+    const std::set<std::string> outputs(graph.outputs.begin(), graph.outputs.end());
+    const std::string& shuffled = graph.nodes[i].outputs[0];
+    std::vector<size_t> absorbers;
+    if (!CollectAbsorbers(graph, shuffled, *perm, readers, outputs, absorbers)) continue;
+    const std::string source = graph.nodes[shuffle[0]].inputs[0];
+    std::set<size_t> done;  // a node reached twice (through two paths) is rewritten once
+    for (size_t k : absorbers) {
+      Node& n = graph.nodes[k];
+      if (!done.insert(k).second) continue;
+      if (n.op_type == "Conv" || n.op_type == "BatchNormalization")
+        PermuteInputChannels(graph, n, *perm);
+      if (n.inputs[0] == shuffled) n.inputs[0] = source;
+    }
+    dead.insert(shuffle.begin(), shuffle.end());
+    ++folded;
+  }
+  EraseNodes(graph, dead);
+  return folded;
+}
+
 StatusOr<OptimizeReport> Optimize(Graph& graph) {
   OptimizeReport report;
   ASSIGN_OR_RETURN(report.identities_removed, RemoveIdentityOps(graph));
   ASSIGN_OR_RETURN(report.batchnorms_folded, FoldBatchNormIntoConv(graph));
   ASSIGN_OR_RETURN(report.conv_pairs_merged, MergeParallelConvs(graph));
+  ASSIGN_OR_RETURN(report.channel_shuffles_folded, FoldChannelShuffles(graph));
   // Constants that no node reads any more (the unfolded weights) are dropped.
   std::set<std::string> used(graph.outputs.begin(), graph.outputs.end());
   for (const Node& n : graph.nodes) used.insert(n.inputs.begin(), n.inputs.end());

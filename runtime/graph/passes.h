@@ -22,10 +22,21 @@ StatusOr<int64_t> FoldBatchNormIntoConv(Graph& graph);
 // bottom-right taps; exact because both branches see the same even-sized input).
 StatusOr<int64_t> MergeParallelConvs(Graph& graph);
 
+// Channel shuffles (ShuffleNet/ParNet: Reshape [N,C,H,W] -> [N,g,C/g,H,W], Transpose (0,2,1,3,4),
+// Reshape back) are permutations of channels. When everything that reads the shuffled value is a
+// Conv with constant weights, possibly behind per-channel ops (BatchNormalization with constant
+// parameters, GlobalAveragePool, Relu, Sigmoid), the shuffle is removed and the permutation moves
+// into those Convs' input channels (and the BNs' parameters). Exact: only the order of the terms
+// of each sum changes. A grouped Conv takes it only when the permutation keeps every channel in
+// its group. ParNet's interleaved concat before a fusion block cannot become a weight permutation
+// this way: its grouped conv needs half of each input per group, so some copy stays.
+StatusOr<int64_t> FoldChannelShuffles(Graph& graph);
+
 struct OptimizeReport {
   int64_t identities_removed = 0;
   int64_t batchnorms_folded = 0;
   int64_t conv_pairs_merged = 0;
+  int64_t channel_shuffles_folded = 0;
 };
 // All of the above, in an order where each enables the next.
 StatusOr<OptimizeReport> Optimize(Graph& graph);

@@ -146,5 +146,77 @@ TEST(PassesTest, LeavesAConvWithoutOutputChannelsAndItsBatchNormAlone) {
   EXPECT_EQ((*y)[0].shape(), (Shape{1, 0, 2, 2}));
 }
 
+
+// x -> Conv (4 -> 8, groups `producer_groups`) -> channel shuffle (2 groups) -> BN -> Relu, read by a
+// 3x3 Conv (groups `consumer_groups`) and by GlobalAveragePool -> 1x1 Conv; their Add is the
+// output: the shape of ParNet's fusion block output feeding the final block.
+Graph Shuffled(int64_t consumer_groups, bool shuffle_is_output = false) {
+  std::mt19937 rng(5);
+  const int64_t c = 8, m = 6;
+  ModelBuilder b;
+  b.Input("x", kFloat, {1, 4, 8, 8}).Output("y", kFloat, {1, m, 8, 8});
+  if (shuffle_is_output) b.Output("s", kFloat, {1, c, 8, 8});
+  b.FloatInitializer("w0", {c, 2, 1, 1}, RandomValues(c * 2, rng, -1, 1));
+  b.FloatInitializer("w3", {m, c / consumer_groups, 3, 3},
+                     RandomValues(m * c / consumer_groups * 9, rng, -1, 1));
+  b.FloatInitializer("wg", {m, c, 1, 1}, RandomValues(m * c, rng, -1, 1));
+  AddBn(b, "bn", c, rng);
+  b.Int64Initializer("split", {1, 2, c / 2, 8, 8});
+  b.Int64Initializer("merge", {1, c, 8, 8});
+  auto& c0 = b.Node("Conv", {"x", "w0"}, {"h"}, "producer");
+  ModelBuilder::SetAttr(c0, "group", int64_t{2});
+  b.Node("Reshape", {"h", "split"}, {"h5"});
+  auto& t = b.Node("Transpose", {"h5"}, {"t5"});
+  ModelBuilder::SetAttr(t, "perm", std::vector<int64_t>{0, 2, 1, 3, 4});
+  b.Node("Reshape", {"t5", "merge"}, {"s"});
+  b.Node("BatchNormalization", {"s", "bn_g", "bn_b", "bn_m", "bn_v"}, {"sn"});
+  b.Node("Relu", {"sn"}, {"r"});
+  auto& c3 = b.Node("Conv", {"r", "w3"}, {"d"}, "dense");
+  ModelBuilder::SetAttr(c3, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  ModelBuilder::SetAttr(c3, "group", consumer_groups);
+  b.Node("GlobalAveragePool", {"r"}, {"p"});
+  b.Node("Conv", {"p", "wg"}, {"gate"}, "gate");
+  b.Node("Add", {"d", "gate"}, {"y"});
+  auto g = ImportOnnxModel(b.Bytes(), "shuffled");
+  EXPECT_TRUE(g.ok()) << g.status().ToString();
+  return Specialize(*g, {}).value();
+}
+
+int CountOps(const Graph& g, const std::string& op) {
+  int n = 0;
+  for (const Node& node : g.nodes) n += node.op_type == op;
+  return n;
+}
+
+TEST(PassesTest, FoldsAChannelShuffleIntoTheWeightsOfItsReaders) {
+  const Graph before = Shuffled(1);
+  Graph after = before;
+  EXPECT_EQ(FoldChannelShuffles(after).value(), 1);
+  EXPECT_EQ(CountOps(after, "Transpose"), 0);
+  EXPECT_EQ(CountOps(after, "Reshape"), 0);
+  ExpectSameOutputs(before, after);
+}
+
+TEST(PassesTest, LeavesAShuffleWhoseGroupedReaderWouldMixGroups) {
+  // Channel c of the shuffled value is channel (c % 2) * 4 + c / 2 of its input: channel 1 comes
+  // from channel 4, across the groups of a 2-group reader, so only 1-group readers take it.
+  Graph crossing = Shuffled(2);
+  EXPECT_EQ(FoldChannelShuffles(crossing).value(), 0);
+  EXPECT_EQ(CountOps(crossing, "Transpose"), 1);
+}
+
+TEST(PassesTest, KeepsAShuffleWhoseValueIsAGraphOutput) {
+  Graph g = Shuffled(1, /*shuffle_is_output=*/true);
+  EXPECT_EQ(FoldChannelShuffles(g).value(), 0);
+}
+
+TEST(PassesTest, OptimizeFoldsParNetsLastShuffle) {
+  Graph before = Shuffled(1);
+  Graph after = before;
+  const OptimizeReport report = Optimize(after).value();
+  EXPECT_EQ(report.channel_shuffles_folded, 1);
+  ExpectSameOutputs(before, after);
+}
+
 }  // namespace
 }  // namespace parnet
