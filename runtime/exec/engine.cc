@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <limits>
 #include <new>
+#include <utility>
 
 #include "runtime/backends/registry.h"
 #include "runtime/core/log_internal.h"
@@ -22,9 +23,26 @@ struct Engine::Compiled {
 };
 
 Engine::Engine(Graph model, EngineOptions options, std::unique_ptr<Backend> backend)
-    : model_(std::move(model)), options_(std::move(options)), backend_(std::move(backend)) {}
+    : model_(std::move(model)), options_(std::move(options)), backend_(std::move(backend)) {
+  for (const std::string& name : model_.inputs) {
+    const SpatialRule rule = SpatialRuleFor(model_, name);
+    spatial_multiples_[name] = {rule.multiple_h, rule.multiple_w};
+  }
+}
 
 Engine::~Engine() = default;
+
+template <typename Body>
+Status Engine::OutOfMemoryAsStatus(const char* what, const Body& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted(std::string("out of memory while ") + what +
+                             "; use smaller inputs (batch or image size), fewer cached shapes "
+                             "(max_cached_shapes), or a machine with more memory");
+  }
+}
+
 
 StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path,
                                                const EngineOptions& options) {
@@ -52,24 +70,26 @@ Status Engine::CheckInputShape(const std::string& name, DType dtype, const Shape
     for (const auto& n : model_.inputs) names += (names.empty() ? "'" : ", '") + n + "'";
     return InvalidArgument("'" + name + "' is not an input of the model; its inputs: " + names);
   }
-  const std::string head = "input '" + name + "': expected " + want->ToString() +
-                           " (? = any), got " + TypeToString(dtype, shape);
+  // Built only on failure: a request that passes allocates nothing here.
+  const auto head = [&] {
+    return "input '" + name + "': expected " + want->ToString() + " (? = any), got " +
+           TypeToString(dtype, shape);
+  };
   if (dtype != want->dtype)
-    return InvalidArgument(head + "; convert the data to " + DTypeName(want->dtype));
+    return InvalidArgument(head() + "; convert the data to " + DTypeName(want->dtype));
   if (shape.size() != want->shape.size()) {
-    return InvalidArgument(head + "; the rank must be " + std::to_string(want->shape.size()));
+    return InvalidArgument(head() + "; the rank must be " + std::to_string(want->shape.size()));
   }
   if (!shape.empty() && shape[0] < 1)
-    return InvalidArgument(head + "; the batch size must be >= 1");
+    return InvalidArgument(head() + "; the batch size must be >= 1");
   for (size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] < 1 || (want->shape[d] >= 0 && want->shape[d] != shape[d])) {
-      return InvalidArgument(head + "; dimension " + std::to_string(d) + " must be " +
+      return InvalidArgument(head() + "; dimension " + std::to_string(d) + " must be " +
                              (want->shape[d] >= 0 ? std::to_string(want->shape[d]) : ">= 1"));
     }
   }
-  const SpatialRule rule = SpatialRuleFor(model_, name);
-  const int64_t mh = std::max<int64_t>(rule.multiple_h, 1),
-                mw = std::max<int64_t>(rule.multiple_w, 1);
+  const auto [multiple_h, multiple_w] = spatial_multiples_.at(name);
+  const int64_t mh = std::max<int64_t>(multiple_h, 1), mw = std::max<int64_t>(multiple_w, 1);
   if (shape.size() == 4 && (shape[2] % mh != 0 || shape[3] % mw != 0)) {
     std::string examples;
     if (mh <= std::numeric_limits<int64_t>::max() / 8 &&
@@ -77,11 +97,28 @@ Status Engine::CheckInputShape(const std::string& name, DType dtype, const Shape
       examples = ", e.g. " + std::to_string(mh * 7) + "x" + std::to_string(mw * 7) + " or " +
                  std::to_string(mh * 8) + "x" + std::to_string(mw * 8);
     }
-    return InvalidArgument(head + "; this model needs H divisible by " + std::to_string(mh) +
+    return InvalidArgument(head() + "; this model needs H divisible by " + std::to_string(mh) +
                            " and W divisible by " + std::to_string(mw) +
                            " (its strides multiply to that)" + examples);
   }
   return Status::Ok();
+}
+
+Engine::Compiled* Engine::FindCompiled(const std::map<std::string, Tensor>& inputs) {
+  for (auto it = cache_.begin(); it != cache_.end(); ++it) {
+    const auto& shapes = (*it)->shapes;
+    // Both maps are ordered by name: compare them pairwise.
+    const bool same = shapes.size() == inputs.size() &&
+                      std::equal(shapes.begin(), shapes.end(), inputs.begin(),
+                                 [](const auto& a, const auto& b) {
+                                   return a.first == b.first && a.second == b.second.shape();
+                                 });
+    if (same) {
+      std::rotate(it, it + 1, cache_.end());  // most recently used last
+      return cache_.back().get();
+    }
+  }
+  return nullptr;
 }
 
 StatusOr<Engine::Compiled*> Engine::GetOrCompile(const std::map<std::string, Shape>& shapes) {
@@ -136,11 +173,7 @@ Status Engine::Prepare(const std::map<std::string, Shape>& shapes) {
 }
 
 StatusOr<std::vector<Tensor>> Engine::Run(const std::map<std::string, Tensor>& inputs) {
-  std::map<std::string, Shape> shapes;
-  for (const auto& [name, t] : inputs) {
-    RETURN_IF_ERROR(CheckInputShape(name, t.dtype(), t.shape()));
-    shapes[name] = t.shape();
-  }
+  for (const auto& [name, t] : inputs) RETURN_IF_ERROR(CheckInputShape(name, t.dtype(), t.shape()));
   for (const std::string& name : model_.inputs) {
     if (!inputs.count(name)) {
       return InvalidArgument("input '" + name + "' (" + input_type(name).ToString() +
@@ -149,11 +182,17 @@ StatusOr<std::vector<Tensor>> Engine::Run(const std::map<std::string, Tensor>& i
   }
   std::lock_guard<std::mutex> lock(mu_);
   ApplyThreadCount();
-  StatusOr<std::vector<Tensor>> outputs = Internal("not run");
+  // A repeated shape reaches the program without allocating; only a new one builds the key.
+  Compiled* compiled = FindCompiled(inputs);
+  std::vector<Tensor> outputs;
   RETURN_IF_ERROR(OutOfMemoryAsStatus("running the model", [&]() -> Status {
-    ASSIGN_OR_RETURN(Compiled * compiled, GetOrCompile(shapes));
-    outputs = compiled->program->Run(inputs);
-    return outputs.status();
+    if (compiled == nullptr) {
+      std::map<std::string, Shape> shapes;
+      for (const auto& [name, t] : inputs) shapes[name] = t.shape();
+      ASSIGN_OR_RETURN(compiled, GetOrCompile(shapes));
+    }
+    ASSIGN_OR_RETURN(outputs, compiled->program->Run(inputs));
+    return Status::Ok();
   }));
   return outputs;
 }
@@ -167,16 +206,6 @@ void Engine::ApplyThreadCount() const {
   // omp_set_num_threads() sets the calling thread's count only, and each request may arrive on
   // another thread: set it on this one, before anything here starts a parallel region.
   if (options_.threads > 0) omp_set_num_threads(options_.threads);
-}
-
-Status Engine::OutOfMemoryAsStatus(const char* what, const std::function<Status()>& body) {
-  try {
-    return body();
-  } catch (const std::bad_alloc&) {
-    return ResourceExhausted(std::string("out of memory while ") + what +
-                             "; use smaller inputs (batch or image size), fewer cached shapes "
-                             "(max_cached_shapes), or a machine with more memory");
-  }
 }
 
 }  // namespace parnet

@@ -11,7 +11,6 @@
 // > 0) and report running out of memory as RESOURCE_EXHAUSTED.
 #pragma once
 
-#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -65,11 +64,17 @@ class Engine {
   Engine(Graph model, EngineOptions options, std::unique_ptr<Backend> backend);
   // REQUIRES: mu_ held.
   StatusOr<Compiled*> GetOrCompile(const std::map<std::string, Shape>& shapes);
+  // The cached program for exactly these inputs' shapes, or null; allocates nothing. REQUIRES: mu_.
+  Compiled* FindCompiled(const std::map<std::string, Tensor>& inputs);
   void ApplyThreadCount() const;
-  // body(), with std::bad_alloc turned into RESOURCE_EXHAUSTED naming `what`.
-  static Status OutOfMemoryAsStatus(const char* what, const std::function<Status()>& body);
+  // body(), with std::bad_alloc turned into RESOURCE_EXHAUSTED naming `what`. A template, not a
+  // std::function, so that Run() allocates nothing for it.
+  template <typename Body>
+  static Status OutOfMemoryAsStatus(const char* what, const Body& body);
 
   Graph model_;
+  // The multiples of (H, W) each input allows (input_rules.h), computed once: it walks the graph.
+  std::map<std::string, std::pair<int64_t, int64_t>> spatial_multiples_;
   EngineOptions options_;
   std::unique_ptr<Backend> backend_;
   mutable std::mutex mu_;

@@ -106,7 +106,8 @@ memory Compiler::As(const std::string& name, const memory::desc& desc) {
   if (SameBytes(src.get_desc(), desc)) return ViewOf(src, desc);
   memory dst = NewBuffer(desc);
   if (graph_.IsConstant(name)) return ReorderNow(src, desc);  // weights: once, at compile time
-  { AddPrimitive(dnnl::reorder(src, dst), {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}}); }
+  AddPrimitive(dnnl::reorder(dnnl::reorder::primitive_desc(src, dst, UserScratchpad())),
+               {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
   return dst;
 }
 
@@ -118,10 +119,27 @@ memory Compiler::Plain(const std::string& name) {
   return m;
 }
 
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
 void Compiler::AddPrimitive(dnnl::primitive p, std::unordered_map<int, memory> args) {
-  for (const auto& [arg, m] : args) NoteUse(m);
-  program_.steps_.push_back(
-      [p = std::move(p), args = std::move(args)](dnnl::stream& s) { p.execute(s, args); });
+  // Every primitive is created with a user scratchpad (UserScratchpad()): its scratch memory is
+  // an arena buffer that lives for this step only, instead of one oneDNN allocates per execution.
+  const dnnl_memory_desc_t* scratch =
+      dnnl_primitive_desc_query_md(p.get_primitive_desc(), dnnl_query_scratchpad_md, 0);
+  if (scratch != nullptr && dnnl_memory_desc_get_size(scratch) > 0)
+    args[DNNL_ARG_SCRATCHPAD] = NewBuffer(memory::desc(*scratch));
+  Step step;
+  for (const auto& [arg, m] : args) {
+    NoteUse(m);
+    step.args.push_back({arg, m.get()});
+    program_.step_memories_.push_back(m);
+  }
+  step.primitive = std::move(p);
+  program_.steps_.push_back(std::move(step));
 }
 
 // Runs a node on its reference kernel over plain-layout memories. The step holds the memories
@@ -149,8 +167,9 @@ Status Compiler::LowerFallback(const Node& node) {
   }
   for (const memory& m : in_mems) NoteUse(m);
   for (const memory& m : out_mems) NoteUse(m);
-  program_.steps_.push_back([node, def = FindOp(node.op_type), in_types, out_types, in_mems,
-                             in_consts, out_mems, opset = graph_.opset](dnnl::stream& s) {
+  Step step;
+  step.host = [node, def = FindOp(node.op_type), in_types, out_types, in_mems, in_consts, out_mems,
+               opset = graph_.opset](dnnl::stream& s) {
     s.wait();  // the reference kernel reads what earlier primitives wrote
     std::vector<Tensor> ins, outs;
     OpContext ctx{node, opset, in_types, {}};
@@ -168,7 +187,8 @@ Status Compiler::LowerFallback(const Node& node) {
     // Shapes were validated when the graph was specialized; a failure is a broken invariant.
     [[maybe_unused]] Status st = def->run(ctx, outs);
     assert(st.ok());
-  });
+  };
+  program_.steps_.push_back(std::move(step));
   ++program_.fallback_nodes_;
   Logger("cpu")->debug("{} runs on the reference kernel", node.Describe());
   return Status::Ok();
@@ -344,12 +364,29 @@ StatusOr<std::vector<Tensor>> CpuProgram::Run(const std::map<std::string, Tensor
       const Tensor& t = inputs.at(name);
       std::memcpy(mem.get_data_handle(), t.raw_data(), t.num_bytes());
     }
-    for (Step& step : steps_) step(stream_);
+    for (Step& step : steps_) {
+      if (step.host) {
+        step.host(stream_);
+        continue;
+      }
+      // The C API with the argument list built at compile time: the C++ API's execute() would
+      // build a std::vector of these on every call.
+      const dnnl_status_t status =
+          dnnl_primitive_execute(step.primitive.get(), stream_.get(),
+                                 static_cast<int>(step.args.size()), step.args.data());
+      if (status != dnnl_success) {
+        return Internal("oneDNN failed while running step " +
+                        std::to_string(&step - steps_.data()) + " of " +
+                        std::to_string(steps_.size()) + ": dnnl_status_t " +
+                        std::to_string(static_cast<int>(status)));
+      }
+    }
     stream_.wait();
   } catch (const dnnl::error& e) {
     return Internal(std::string("oneDNN failed while running: ") + e.what());
   }
   std::vector<Tensor> outputs;
+  outputs.reserve(outputs_.size());
   for (const auto& out : outputs_) {
     Tensor t(DType::kFloat32, out.shape);
     if (t.num_bytes() > 0) std::memcpy(t.raw_data(), out.mem.get_data_handle(), t.num_bytes());

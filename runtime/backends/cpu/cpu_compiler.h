@@ -14,11 +14,20 @@
 
 namespace parnet::cpu {
 
-using Step = std::function<void(dnnl::stream&)>;
+// One step of a program: a oneDNN primitive with its arguments prepared for the C API (so a run
+// builds no argument list), or a host function (reference fallbacks).
+struct Step {
+  dnnl::primitive primitive;
+  std::vector<dnnl_exec_arg_t> args;      // point into memories the program keeps alive
+  std::function<void(dnnl::stream&)> host;  // set instead of `primitive` for host steps
+};
 
 // Plain (row-major) descriptor of an FP32 tensor; a scalar becomes [1].
 dnnl::memory::desc PlainDesc(const Shape& shape);
 dnnl::memory::dims Dims(const Shape& shape);
+// Attributes with scratchpad_mode::user: every primitive the compiler adds must be created with
+// them (or a copy), so that AddPrimitive can give it an arena buffer as scratch memory.
+dnnl::primitive_attr UserScratchpad();
 
 // Thrown by Compiler::Value(); see there.
 struct NonFp32Constant {
@@ -47,6 +56,8 @@ class CpuProgram : public CompiledGraph {
   };
   std::vector<Output> outputs_;
   std::vector<Step> steps_;
+  // The memories the steps' C arguments point to (a dnnl_exec_arg_t holds no reference).
+  std::vector<dnnl::memory> step_memories_;
   // Every named memory of the compile: views made at compile time (aliases, broadcast operands,
   // biases) point into these buffers by address, so they must live as long as the program.
   std::vector<dnnl::memory> keep_alive_;

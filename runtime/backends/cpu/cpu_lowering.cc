@@ -142,6 +142,7 @@ ConvFusion PlanConvFusion(Compiler& c, const Node& conv, Absorb absorb) {
     f.output = act->output;
   }
   f.attr.set_post_ops(ops);
+  f.attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   return f;
 }
 
@@ -225,7 +226,7 @@ StatusOr<bool> LowerBatchNorm(Compiler& c, const Node& node) {
   dnnl::batch_normalization_forward::primitive_desc pd(
       dnnl::batch_normalization_forward::desc(prop_kind::forward_inference, src.get_desc(),
                                               node.FloatAttr("epsilon", 1e-5f), flags),
-      c.engine());
+      UserScratchpad(), c.engine());
   memory dst = c.NewBuffer(pd.dst_desc());
   c.AddPrimitive(dnnl::batch_normalization_forward(pd),
                  {{DNNL_ARG_SRC, src},
@@ -242,7 +243,7 @@ StatusOr<bool> LowerEltwise(Compiler& c, const Node& node, algorithm alg) {
   memory src = c.Value(node.inputs[0]);
   dnnl::eltwise_forward::primitive_desc pd(
       dnnl::eltwise_forward::desc(prop_kind::forward_inference, alg, src.get_desc(), 0.0f, 0.0f),
-      c.engine());
+      UserScratchpad(), c.engine());
   memory dst = c.NewBuffer(pd.dst_desc());
   c.AddPrimitive(dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
   c.Define(node.outputs[0], dst);
@@ -266,7 +267,7 @@ StatusOr<bool> LowerBinary(Compiler& c, const Node& node, algorithm alg) {
     padded.insert(padded.begin(), y.size() - padded.size(), 1);
     src1 = c.ViewOf(c.Plain(b), PlainDesc(padded));
   }
-  dnnl::primitive_attr attr;
+  dnnl::primitive_attr attr = UserScratchpad();
   std::vector<const Node*> fused;
   const std::string out_name = FuseActivation(c, node.outputs[0], attr, fused);
   dnnl::binary::primitive_desc pd(
@@ -297,7 +298,7 @@ StatusOr<bool> LowerPool(Compiler& c, const Node& node) {
   dnnl::pooling_v2_forward::primitive_desc pd(
       dnnl::pooling_v2_forward::desc(prop_kind::forward_inference, alg, src.get_desc(), AnyDesc(y),
                                      win.strides, win.kernel, win.dilates, win.pad_l, win.pad_r),
-      c.engine());
+      UserScratchpad(), c.engine());
   memory dst = c.NewBuffer(pd.dst_desc());
   std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}};
   if (pd.workspace_desc().get_size() > 0)
@@ -331,8 +332,9 @@ StatusOr<bool> LowerConcat(Compiler& c, const Node& node) {
       channels_last && axis > 0 && axis + 2 < rank
           ? dnnl::concat::primitive_desc(
                 memory::desc(out_dims, dt::f32, ChannelsLastStrides(out_dims)),
-                static_cast<int>(axis), descs, c.engine())
-          : dnnl::concat::primitive_desc(static_cast<int>(axis), descs, c.engine());
+                static_cast<int>(axis), descs, c.engine(), UserScratchpad())
+          : dnnl::concat::primitive_desc(static_cast<int>(axis), descs, c.engine(),
+                                         UserScratchpad());
   memory dst = c.NewBuffer(pd.dst_desc());
   args[DNNL_ARG_DST] = dst;
   c.AddPrimitive(dnnl::concat(pd), std::move(args));
@@ -364,7 +366,7 @@ StatusOr<bool> LowerGemm(Compiler& c, const Node& node) {
   dnnl::matmul::primitive_desc pd(
       dnnl::matmul::desc(PlainDesc(ShapeOf(c, node.inputs[0])),
                          memory::desc({k, n}, dt::f32, tag::any), bias_md, PlainDesc(y)),
-      c.engine());
+      UserScratchpad(), c.engine());
   memory dst = c.NewBuffer(pd.dst_desc());
   std::unordered_map<int, memory> args = {
       {DNNL_ARG_SRC, c.Plain(node.inputs[0])},
@@ -433,7 +435,8 @@ bool LowerTranspose(Compiler& c, const Node& node) {
                                     : PlainDesc(y);
   memory src = c.ViewOf(in, memory::desc(Dims(y), dt::f32, view_strides));
   memory dst = c.NewBuffer(dst_desc);
-  c.AddPrimitive(dnnl::reorder(src, dst), {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
+  c.AddPrimitive(dnnl::reorder(dnnl::reorder::primitive_desc(src, dst, UserScratchpad())),
+                 {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
   c.Define(node.outputs[0], dst);
   return true;
 }
@@ -450,7 +453,7 @@ bool LowerSoftmax(Compiler& c, const Node& node) {
   dnnl::softmax_forward::primitive_desc pd(
       dnnl::softmax_forward::desc(prop_kind::forward_inference, src.get_desc(),
                                   static_cast<int>(axis)),
-      c.engine());
+      UserScratchpad(), c.engine());
   memory dst = c.NewBuffer(pd.dst_desc());
   c.AddPrimitive(dnnl::softmax_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_DST, dst}});
   c.Define(node.outputs[0], dst);
