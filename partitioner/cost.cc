@@ -50,8 +50,11 @@ StatusOr<CostModel> BuildCostModel(const StageGraph& graph, const Cluster& clust
     const bool profiled = profile != nullptr && device.kind() == Device::CPU &&
                           profile->device_kind() == "cpu";
     if (profiled) {
+      // Measured here: as measured. Elsewhere: scaled by the device's stated speed.
+      const bool here = device.host().empty() || device.host() == "localhost" ||
+                        device.host() == profile->host();
       auto peak = profile->peak_gflops().find(threads);
-      const double scale = device.gflops() > 0 && peak != profile->peak_gflops().end()
+      const double scale = !here && device.gflops() > 0 && peak != profile->peak_gflops().end()
                                ? peak->second / device.gflops()
                                : 1.0;
       for (size_t s = 0; s < graph.stages.size(); ++s) {

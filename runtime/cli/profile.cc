@@ -2,6 +2,8 @@
 // that `parnet partition --profile` predicts from measured times instead of a roofline.
 #include <google/protobuf/text_format.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -97,6 +99,9 @@ Status Measure(const ProfileOptions& options, Profile& profile) {
   profile.set_model_sha256(sha);
   profile.set_device_kind("cpu");
   profile.set_cpu_model(CpuModelName());
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  profile.set_host(host);
   for (const auto& [name, shape] : ModelInputShapes(graph, 1, options.size)) {
     std::string dims;
     for (size_t d = 1; d < shape.size(); ++d) dims += (d > 1 ? "," : "") + std::to_string(shape[d]);
