@@ -1,6 +1,7 @@
 // Lowering of graph nodes to oneDNN 2.x primitives (fp32). Each function returns false when oneDNN
 // does not cover the node as given; oneDNN's own refusals arrive as dnnl::error and are handled
 // by the compiler the same way (the node runs on its reference kernel).
+#include <cstdlib>
 #include <optional>
 
 #include "runtime/backends/cpu/cpu_compiler.h"
@@ -95,6 +96,7 @@ struct ConvFusion {
   dnnl::primitive_attr attr;
   std::unordered_map<int, memory> srcs;  // binary post-op operands
   memory accumulate;                     // with a sum post-op: the buffer the conv adds into
+  std::optional<Activation> separate;    // an activation run after the conv, in place
   std::vector<const Node*> nodes;
   std::string output;
 };
@@ -116,7 +118,8 @@ const Node* FollowingBinary(Compiler& c, const std::string& conv_out, std::strin
   return op;
 }
 
-ConvFusion PlanConvFusion(Compiler& c, const Node& conv, Absorb absorb) {
+ConvFusion PlanConvFusion(Compiler& c, const Node& conv, Absorb absorb,
+                          bool with_activation = true) {
   ConvFusion f;
   f.output = conv.outputs[0];
   dnnl::post_ops ops;
@@ -137,13 +140,52 @@ ConvFusion PlanConvFusion(Compiler& c, const Node& conv, Absorb absorb) {
     f.output = op->outputs[0];
   }
   if (auto act = FollowingActivation(c, f.output)) {
-    ops.append_eltwise(1.0f, act->alg, act->alg == algorithm::eltwise_swish ? 1.0f : 0.0f, 0.0f);
+    if (with_activation) {
+      ops.append_eltwise(1.0f, act->alg, act->alg == algorithm::eltwise_swish ? 1.0f : 0.0f, 0.0f);
+    } else {
+      f.separate = act;
+    }
     f.nodes.insert(f.nodes.end(), act->nodes.begin(), act->nodes.end());
     f.output = act->output;
   }
   f.attr.set_post_ops(ops);
   f.attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   return f;
+}
+
+// Winograd F(4x4, 3x3) (oneDNN's jit_wino_4x3) for 3x3 stride-1 convolutions: about 2.2x to 3.4x
+// faster than brgconv on this CPU (docs/benchmarks.md) for 2.25x fewer multiplications, at the
+// cost of rounding errors a few times larger than the direct algorithm's (the parity tests hold
+// at 1e-4). PARNET_CPU_WINOGRAD=0 turns it off. oneDNN 2.6's Winograd takes a sum post-op and
+// ReLU but not SiLU, which then runs as an in-place eltwise after it.
+bool WinogradCandidate(const Shape& w, int64_t group, const WindowDims& win) {
+  static const bool enabled = [] {
+    const char* v = std::getenv("PARNET_CPU_WINOGRAD");
+    return v == nullptr || std::string(v) != "0";
+  }();
+  return enabled && group == 1 && w.size() == 4 && w[2] == 3 && w[3] == 3 &&
+         win.strides == memory::dims{1, 1} && win.dilates == memory::dims{0, 0} &&
+         win.pad_l == memory::dims{1, 1} && win.pad_r == memory::dims{1, 1};
+}
+
+std::optional<dnnl::convolution_forward::primitive_desc> ChooseWinograd(
+    Compiler& c, const Node& node, const dnnl::convolution_forward::desc& desc, ConvFusion& fusion) {
+  for (Absorb absorb : {Absorb::kSum, Absorb::kActivationOnly}) {
+    for (bool with_activation : {true, false}) {
+      ConvFusion f = PlanConvFusion(c, node, absorb, with_activation);
+      if (absorb == Absorb::kSum && !f.accumulate) continue;
+      try {
+        dnnl::convolution_forward::primitive_desc pd(desc, f.attr, c.engine());
+        if (std::string(pd.impl_info_str()).find("wino") == std::string::npos) continue;
+        if (f.accumulate && pd.dst_desc() != f.accumulate.get_desc()) continue;
+        fusion = std::move(f);
+        return pd;
+      } catch (const dnnl::error&) {
+        // Not with these post-ops: try fewer.
+      }
+    }
+  }
+  return std::nullopt;
 }
 
 // Picks the richest fusion that oneDNN runs with the same kernel as the convolution with only its
@@ -198,7 +240,16 @@ StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
       memory::desc(wdims, dt::f32, tag::any), bias_md, AnyDesc(y), win.strides, win.dilates,
       win.pad_l, win.pad_r);
   ConvFusion fusion;
-  const dnnl::convolution_forward::primitive_desc pd = ChooseConvFusion(c, node, desc, fusion);
+  std::optional<dnnl::convolution_forward::primitive_desc> wino;
+  if (WinogradCandidate(w, group, win)) {
+    const dnnl::convolution_forward::desc wino_desc(
+        prop_kind::forward_inference, algorithm::convolution_winograd, AnyDesc(x),
+        memory::desc(wdims, dt::f32, tag::any), bias_md, AnyDesc(y), win.strides, win.dilates,
+        win.pad_l, win.pad_r);
+    wino = ChooseWinograd(c, node, wino_desc, fusion);
+  }
+  const dnnl::convolution_forward::primitive_desc pd =
+      wino ? *wino : ChooseConvFusion(c, node, desc, fusion);
   // The weights as stored (plain OIHW), seen with the group split out when grouped.
   memory plain_w = c.Value(node.inputs[1]);
   memory w_view(memory::desc(wdims, dt::f32,
@@ -210,8 +261,17 @@ StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
   args[DNNL_ARG_WEIGHTS] = c.ReorderNow(w_view, pd.weights_desc());
   args[DNNL_ARG_DST] = fusion.accumulate ? fusion.accumulate : c.NewBuffer(pd.dst_desc());
   if (has_bias) args[DNNL_ARG_BIAS] = c.Value(node.inputs[2]);
-  c.Define(fusion.output, args[DNNL_ARG_DST]);
+  const memory dst = args[DNNL_ARG_DST];
   c.AddPrimitive(dnnl::convolution_forward(pd), std::move(args));
+  if (fusion.separate) {
+    const Activation& act = *fusion.separate;
+    dnnl::eltwise_forward::primitive_desc act_pd(
+        dnnl::eltwise_forward::desc(prop_kind::forward_inference, act.alg, dst.get_desc(),
+                                    act.alg == algorithm::eltwise_swish ? 1.0f : 0.0f, 0.0f),
+        UserScratchpad(), c.engine());
+    c.AddPrimitive(dnnl::eltwise_forward(act_pd), {{DNNL_ARG_SRC, dst}, {DNNL_ARG_DST, dst}});
+  }
+  c.Define(fusion.output, dst);
   MarkAllFused(c, fusion.nodes);  // only now: everything that could throw has run
   return true;
 }
@@ -250,6 +310,18 @@ StatusOr<bool> LowerEltwise(Compiler& c, const Node& node, algorithm alg) {
   return true;
 }
 
+// nChw16c / nChw8c (what oneDNN's Winograd convolution writes), or nullopt.
+std::optional<memory::format_tag> ChannelBlocked(const memory::desc& d) {
+  const auto& blocking = d.data.format_desc.blocking;
+  if (d.data.format_kind != dnnl_blocked || d.data.ndims != 4 || blocking.inner_nblks != 1 ||
+      blocking.inner_idxs[0] != 1) {
+    return std::nullopt;
+  }
+  if (blocking.inner_blks[0] == 16) return memory::format_tag::aBcd16b;
+  if (blocking.inner_blks[0] == 8) return memory::format_tag::aBcd8b;
+  return std::nullopt;
+}
+
 // oneDNN's binary needs src0 to have the output's shape; src1 may broadcast (size-1 dims).
 StatusOr<bool> LowerBinary(Compiler& c, const Node& node, algorithm alg) {
   std::string a = node.inputs[0], b = node.inputs[1];
@@ -260,12 +332,24 @@ StatusOr<bool> LowerBinary(Compiler& c, const Node& node, algorithm alg) {
   }
   memory src0 = c.Value(a);
   memory src1;
+  // oneDNN 2.6's jit binary wants both sources in one layout; mixed layouts (an NHWC operand
+  // beside a Winograd conv's nChw16c output) run on ref:any, 50x slower: reorder the second.
+  const std::optional<memory::format_tag> blocked = ChannelBlocked(src0.get_desc());
   if (ShapeOf(c, b) == y) {
     src1 = c.Value(b);
+    if (blocked && src1.get_desc() != src0.get_desc()) src1 = c.As(b, src0.get_desc());
   } else {
     Shape padded = ShapeOf(c, b);
     padded.insert(padded.begin(), y.size() - padded.size(), 1);
     src1 = c.ViewOf(c.Plain(b), PlainDesc(padded));
+    if (blocked && padded.size() == 4 && padded[1] == y[1] && padded[2] == 1 && padded[3] == 1) {
+      // A per-channel gate {N,C,1,1}: the same channel blocking (a reorder of N*C values).
+      const memory::desc want(Dims(padded), dt::f32, *blocked);
+      memory gate = c.NewBuffer(want);
+      c.AddPrimitive(dnnl::reorder(dnnl::reorder::primitive_desc(src1, gate, UserScratchpad())),
+                     {{DNNL_ARG_FROM, src1}, {DNNL_ARG_TO, gate}});
+      src1 = gate;
+    }
   }
   dnnl::primitive_attr attr = UserScratchpad();
   std::vector<const Node*> fused;
