@@ -1,9 +1,9 @@
 #include "partitioner/cluster.h"
 
+#include "proto/text_proto.h"
+
 #include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-#include <google/protobuf/text_format.h>
 #include <openssl/evp.h>
 
 #include <fstream>
@@ -12,16 +12,6 @@
 
 namespace parnet::partition {
 namespace {
-
-class CollectErrors : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    if (!text.empty()) text += "; ";
-    text += "line " + std::to_string(line + 1) + " column " + std::to_string(column + 1) + ": " +
-            message;
-  }
-  std::string text;
-};
 
 StatusOr<std::string> ReadFile(const std::string& path, const std::string& what) {
   std::ifstream in(path, std::ios::binary);
@@ -110,13 +100,7 @@ Status ValidateCluster(const Cluster& cluster, const std::string& origin) {
 
 StatusOr<Cluster> ParseCluster(const std::string& text, const std::string& origin) {
   Cluster cluster;
-  google::protobuf::TextFormat::Parser parser;
-  CollectErrors errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &cluster)) {
-    return InvalidArgument("cluster " + origin + " is not a valid parnet.Cluster in text format: " +
-                           errors.text + " (the schema is proto/cluster.proto)");
-  }
+  RETURN_IF_ERROR(ParseTextProto(text, "cluster " + origin, "proto/cluster.proto", &cluster));
   RETURN_IF_ERROR(ValidateCluster(cluster, origin));
   return cluster;
 }

@@ -12,6 +12,7 @@
 
 #include "partitioner/cluster.h"
 #include "partitioner/search.h"
+#include "proto/text_proto.h"
 
 namespace parnet::partition {
 namespace {
@@ -244,15 +245,9 @@ Status ValidatePlan(const Plan& plan, const Graph& graph) {
 }
 
 StatusOr<Plan> LoadPlan(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound("cannot open plan '" + path + "': check the path");
-  std::stringstream text;
-  text << in.rdbuf();
   Plan plan;
-  if (!google::protobuf::TextFormat::ParseFromString(text.str(), &plan)) {
-    return InvalidArgument("plan '" + path + "' is not a parnet.Plan in text format " +
-                           "(proto/plan.proto); write it with `parnet partition --out`");
-  }
+  RETURN_IF_ERROR(LoadTextProto(path, "plan", "proto/plan.proto; write plans with `parnet " +
+                                std::string("partition --out`"), &plan));
   if (plan.cluster().devices().empty()) {
     return InvalidArgument("plan '" + path + "' has no cluster; write it with `parnet partition`");
   }

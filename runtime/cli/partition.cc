@@ -12,6 +12,7 @@
 #include "partitioner/plan.h"
 #include "partitioner/search.h"
 #include "partitioner/stages.h"
+#include "proto/text_proto.h"
 #include "runtime/cli/plan_commands.h"
 #include "runtime/graph/onnx_import.h"
 #include "runtime/graph/specialize.h"
@@ -32,15 +33,9 @@ std::map<std::string, Shape> ModelInputShapes(const Graph& graph, int batch, int
 }
 
 StatusOr<Profile> LoadProfile(const std::string& path, const std::string& model_sha256) {
-  std::ifstream in(path);
-  if (!in) return NotFound("cannot open profile '" + path + "': check the path");
-  std::stringstream text;
-  text << in.rdbuf();
   Profile profile;
-  if (!google::protobuf::TextFormat::ParseFromString(text.str(), &profile)) {
-    return InvalidArgument("profile '" + path + "' is not a parnet.Profile in text format; " +
-                           "write it with `parnet profile`");
-  }
+  RETURN_IF_ERROR(LoadTextProto(path, "profile", "proto/profile.proto; write profiles with " +
+                                std::string("`parnet profile`"), &profile));
   if (profile.model_sha256() != model_sha256) {
     return FailedPrecondition("profile '" + path + "' was measured on another model; run " +
                               "`parnet profile` on this one");
