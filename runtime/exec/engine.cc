@@ -43,7 +43,6 @@ Status Engine::OutOfMemoryAsStatus(const char* what, const Body& body) {
   }
 }
 
-
 StatusOr<std::unique_ptr<Engine>> Engine::Load(const std::string& model_path,
                                                const EngineOptions& options) {
   ASSIGN_OR_RETURN(Graph model, LoadOnnxModel(model_path));
@@ -108,11 +107,11 @@ Engine::Compiled* Engine::FindCompiled(const std::map<std::string, Tensor>& inpu
   for (auto it = cache_.begin(); it != cache_.end(); ++it) {
     const auto& shapes = (*it)->shapes;
     // Both maps are ordered by name: compare them pairwise.
-    const bool same = shapes.size() == inputs.size() &&
-                      std::equal(shapes.begin(), shapes.end(), inputs.begin(),
-                                 [](const auto& a, const auto& b) {
-                                   return a.first == b.first && a.second == b.second.shape();
-                                 });
+    const bool same =
+        shapes.size() == inputs.size() &&
+        std::equal(shapes.begin(), shapes.end(), inputs.begin(), [](const auto& a, const auto& b) {
+          return a.first == b.first && a.second == b.second.shape();
+        });
     if (same) {
       std::rotate(it, it + 1, cache_.end());  // most recently used last
       return cache_.back().get();

@@ -1,7 +1,7 @@
 #include "runtime/graph/passes.h"
 
-#include <cassert>
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <map>
 #include <optional>
@@ -295,8 +295,7 @@ bool CollectAbsorbers(const Graph& g, const std::string& value, const std::vecto
         if (!ConstantFloat(g, n, k)) return false;
       }
       if (!CollectAbsorbers(g, n.outputs[0], perm, readers, outputs, absorbers)) return false;
-    } else if (n.op_type == "GlobalAveragePool" || n.op_type == "Relu" ||
-               n.op_type == "Sigmoid") {
+    } else if (n.op_type == "GlobalAveragePool" || n.op_type == "Relu" || n.op_type == "Sigmoid") {
       if (!CollectAbsorbers(g, n.outputs[0], perm, readers, outputs, absorbers)) return false;
     } else {
       return false;

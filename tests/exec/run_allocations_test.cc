@@ -60,7 +60,8 @@ Graph Net() {
   auto& c1 = b.Node("Conv", {"x", "w1"}, {"h1"}, "c1");
   b.Node("Relu", {"h1"}, {"r1"});
   auto& c2 = b.Node("Conv", {"r1", "w2"}, {"h2"}, "c2");
-  for (auto* conv : {&c1, &c2}) ModelBuilder::SetAttr(*conv, "pads", std::vector<int64_t>{1, 1, 1, 1});
+  for (auto* conv : {&c1, &c2})
+    ModelBuilder::SetAttr(*conv, "pads", std::vector<int64_t>{1, 1, 1, 1});
   b.Node("Add", {"h2", "x"}, {"s"});
   b.Node("GlobalAveragePool", {"s"}, {"g"});
   b.Node("Flatten", {"g"}, {"y"});

@@ -146,9 +146,8 @@ TEST(PassesTest, LeavesAConvWithoutOutputChannelsAndItsBatchNormAlone) {
   EXPECT_EQ((*y)[0].shape(), (Shape{1, 0, 2, 2}));
 }
 
-
-// x -> Conv (4 -> 8, groups `producer_groups`) -> channel shuffle (2 groups) -> BN -> Relu, read by a
-// 3x3 Conv (groups `consumer_groups`) and by GlobalAveragePool -> 1x1 Conv; their Add is the
+// x -> Conv (4 -> 8, groups `producer_groups`) -> channel shuffle (2 groups) -> BN -> Relu, read by
+// a 3x3 Conv (groups `consumer_groups`) and by GlobalAveragePool -> 1x1 Conv; their Add is the
 // output: the shape of ParNet's fusion block output feeding the final block.
 Graph Shuffled(int64_t consumer_groups, bool shuffle_is_output = false) {
   std::mt19937 rng(5);

@@ -18,7 +18,7 @@ namespace parnet::cpu {
 // builds no argument list), or a host function (reference fallbacks).
 struct Step {
   dnnl::primitive primitive;
-  std::vector<dnnl_exec_arg_t> args;      // point into memories the program keeps alive
+  std::vector<dnnl_exec_arg_t> args;        // point into memories the program keeps alive
   std::function<void(dnnl::stream&)> host;  // set instead of `primitive` for host steps
 };
 
