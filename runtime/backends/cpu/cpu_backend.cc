@@ -84,7 +84,33 @@ memory Compiler::Value(const std::string& name) {
 // True when two descriptors put every element at the same byte offset: both unblocked, same
 // dims, and equal strides along every dimension longer than 1. ([N,C,1,1] in NHWC and in NCHW
 // are such a pair: the SE gates of ParNet need no reorder between them.)
-bool SameBytes(const memory::desc& a, const memory::desc& b) {
+namespace {
+
+// A channel-blocked descriptor (nChw16c, ...) of a tensor whose dims after the channels are all 1,
+// with the channels a multiple of the block, keeps every value where plain layout does: the
+// plain equivalent. Any other descriptor comes back unchanged.
+memory::desc Unblocked(const memory::desc& d) {
+  const dnnl_memory_desc_t& x = d.data;
+  const auto& blocking = x.format_desc.blocking;
+  if (x.format_kind != dnnl_blocked || blocking.inner_nblks != 1 || blocking.inner_idxs[0] != 1 ||
+      x.ndims < 2 || x.dims[1] % blocking.inner_blks[0] != 0 || x.padded_dims[1] != x.dims[1] ||
+      blocking.strides[0] != x.dims[1]) {
+    return d;
+  }
+  for (int i = 2; i < x.ndims; ++i) {
+    if (x.dims[i] != 1) return d;
+  }
+  memory::dims strides(x.ndims, 1);
+  strides[0] = x.dims[1];
+  memory::desc plain(memory::dims(x.dims, x.dims + x.ndims), d.data_type(), strides);
+  plain.data.offset0 = x.offset0;
+  return plain;
+}
+
+}  // namespace
+
+bool SameBytes(const memory::desc& ua, const memory::desc& ub) {
+  const memory::desc a = Unblocked(ua), b = Unblocked(ub);
   const dnnl_memory_desc_t &x = a.data, &y = b.data;
   if (x.format_kind != dnnl_blocked || y.format_kind != dnnl_blocked || x.ndims != y.ndims ||
       x.data_type != y.data_type || x.format_desc.blocking.inner_nblks != 0 ||

@@ -147,12 +147,18 @@ StatusOr<bool> LowerBinary(Compiler& c, const Node& node, algorithm alg) {
     padded.insert(padded.begin(), y.size() - padded.size(), 1);
     src1 = c.ViewOf(c.Plain(b), PlainDesc(padded));
     if (blocked && padded.size() == 4 && padded[1] == y[1] && padded[2] == 1 && padded[3] == 1) {
-      // A per-channel gate {N,C,1,1}: the same channel blocking (a reorder of N*C values).
+      // A per-channel gate {N,C,1,1} in the same channel blocking. When C is a multiple of the
+      // block, nChw16c of a 1x1 image puts every value where plain NCHW does: a view.
       const memory::desc want(Dims(padded), dt::f32, *blocked);
-      memory gate = c.NewBuffer(want);
-      c.AddPrimitive(dnnl::reorder(dnnl::reorder::primitive_desc(src1, gate, UserScratchpad())),
-                     {{DNNL_ARG_FROM, src1}, {DNNL_ARG_TO, gate}});
-      src1 = gate;
+      const int64_t block = *blocked == memory::format_tag::aBcd16b ? 16 : 8;
+      if (padded[1] % block == 0) {
+        src1 = c.ViewOf(src1, want);
+      } else {
+        memory gate = c.NewBuffer(want);
+        c.AddPrimitive(dnnl::reorder(dnnl::reorder::primitive_desc(src1, gate, UserScratchpad())),
+                       {{DNNL_ARG_FROM, src1}, {DNNL_ARG_TO, gate}});
+        src1 = gate;
+      }
     }
   }
   dnnl::primitive_attr attr = UserScratchpad();
