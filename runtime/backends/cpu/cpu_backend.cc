@@ -130,10 +130,14 @@ memory Compiler::As(const std::string& name, const memory::desc& desc) {
   memory src = Value(name);
   if (src.get_desc() == desc) return src;
   if (SameBytes(src.get_desc(), desc)) return ViewOf(src, desc);
-  memory dst = NewBuffer(desc);
+  for (const memory& done : converted_[name]) {
+    if (done.get_desc() == desc) return done;  // another reader asked for this layout already
+  }
   if (graph_.IsConstant(name)) return ReorderNow(src, desc);  // weights: once, at compile time
+  memory dst = NewBuffer(desc);
   AddPrimitive(dnnl::reorder(dnnl::reorder::primitive_desc(src, dst, UserScratchpad())),
                {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}});
+  converted_[name].push_back(dst);
   return dst;
 }
 

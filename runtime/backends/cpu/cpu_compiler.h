@@ -126,6 +126,8 @@ class Compiler {
   CpuProgram& program_;
   std::map<std::string, dnnl::memory> values_;
   std::map<std::string, dnnl::memory> plain_cache_;
+  // Reordered copies of runtime values made by As(), reused by later readers wanting the layout.
+  std::map<std::string, std::vector<dnnl::memory>> converted_;
   std::map<std::string, std::vector<const Node*>> consumers_;
   std::set<const Node*> fused_;
   // Convolutions held back until the node that reads them, so that node's other operand exists

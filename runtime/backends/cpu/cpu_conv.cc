@@ -207,6 +207,21 @@ bool LowerGroupedWinograd(Compiler& c, const Node& node, const WindowDims& win) 
 
 }  // namespace
 
+std::optional<memory::desc> WinogradInputDesc(Compiler& c, const std::string& value) {
+  const Shape& x = ShapeOf(c, value);
+  if (x.size() != 4 || x[1] % 16 != 0) return std::nullopt;
+  for (const Node* n : c.Consumers(value)) {
+    if (n->op_type != "Conv" || n->inputs[0] != value || !c.graph().IsConstant(n->inputs[1]))
+      continue;
+    const Shape& w = ShapeOf(c, n->inputs[1]);
+    if (w.size() != 4) continue;
+    auto win = OneDnnWindow(c, *n, x, {w[2], w[3]}, ShapeOf(c, n->outputs[0]));
+    if (win.ok() && WinogradCandidate(w, n->IntAttr("group", 1), *win) && w[0] % 16 == 0)
+      return memory::desc(Dims(x), dt::f32, tag::aBcd16b);
+  }
+  return std::nullopt;
+}
+
 StatusOr<bool> LowerConv(Compiler& c, const Node& node) {
   const Graph& g = c.graph();
   if (!g.IsConstant(node.inputs[1]) || (node.NumInputs() > 2 && !g.IsConstant(node.inputs[2]))) {

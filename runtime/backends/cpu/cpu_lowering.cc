@@ -97,6 +97,11 @@ StatusOr<bool> LowerBatchNorm(Compiler& c, const Node& node) {
     if (!c.graph().IsConstant(node.inputs[i])) return false;
   }
   memory src = c.Value(node.inputs[0]);
+  // A stream block's identity BN reads the same input as its Winograd convolution: normalize in
+  // the convolution's layout (one reorder, shared with it) so the branch it feeds can be the
+  // convolution's sum accumulator.
+  if (auto blocked = WinogradInputDesc(c, node.inputs[0]); blocked && StridesOf(src.get_desc()))
+    src = c.As(node.inputs[0], *blocked);
   const auto flags = dnnl::normalization_flags::use_global_stats |
                      dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
   dnnl::batch_normalization_forward::primitive_desc pd(

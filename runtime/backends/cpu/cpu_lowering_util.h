@@ -42,6 +42,11 @@ StatusOr<WindowDims> OneDnnWindow(Compiler& c, const Node& node, const Shape& in
 // nChw16c / nChw8c (what oneDNN's Winograd convolution writes), or nullopt.
 std::optional<dnnl::memory::format_tag> ChannelBlocked(const dnnl::memory::desc& d);
 
+// nChw16c when a Winograd convolution will read `value` (the layout it wants on this CPU), so
+// that the value's other readers (a stream block's identity BN) can work in it too and the
+// convolution's sum post-op finds its accumulator in its own layout; nullopt otherwise.
+std::optional<dnnl::memory::desc> WinogradInputDesc(Compiler& c, const std::string& value);
+
 // Conv (cpu_conv.cc); false when oneDNN does not cover it.
 StatusOr<bool> LowerConv(Compiler& c, const Node& node);
 
