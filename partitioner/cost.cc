@@ -16,6 +16,12 @@ StatusOr<double> ProfiledMs(const Profile& profile, const StageInfo& stage, int 
   const StageTiming* above = nullptr;
   for (const StageTiming& t : profile.timings()) {
     if (t.stage() != stage.name || t.threads() != threads || t.batch() < 1) continue;
+    if (!t.nodes().empty() &&
+        !std::equal(t.nodes().begin(), t.nodes().end(), stage.node_names.begin(),
+                    stage.node_names.end())) {
+      return FailedPrecondition("the profile's stage '" + stage.name + "' holds other nodes than " +
+                                "this split of the model; run `parnet profile` again");
+    }
     if (t.batch() <= batch) {
       if (below == nullptr || t.batch() > below->batch()) below = &t;
     } else if (above == nullptr || t.batch() < above->batch()) {

@@ -17,6 +17,21 @@ int DevicesUsed(const Schedule& schedule) {
   return static_cast<int>(used.size());
 }
 
+// Text for SVG: names and paths may hold XML's special characters.
+std::string Escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
 std::string Fixed(double value, int digits) {
   std::ostringstream out;
   out << std::fixed << std::setprecision(digits) << value;
@@ -167,7 +182,7 @@ std::string GanttSvg(const Plan& plan, const std::string& title) {
   std::ostringstream svg;
   svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << left + width + 20
       << "\" height=\"" << height << "\" font-family=\"sans-serif\" font-size=\"11\">\n"
-      << "<text x=\"10\" y=\"20\" font-size=\"14\">" << title << " - latency "
+      << "<text x=\"10\" y=\"20\" font-size=\"14\">" << Escape(title) << " - latency "
       << Fixed(plan.predicted_latency_ms(), 3) << " ms</text>\n";
   auto x_of = [&](double ms) { return left + ms / end * width; };
   for (int tick = 0; tick <= 10; ++tick) {
@@ -181,19 +196,19 @@ std::string GanttSvg(const Plan& plan, const std::string& title) {
       << "\" text-anchor=\"middle\">ms</text>\n";
   for (size_t r = 0; r < rows.size(); ++r) {
     const int y = top + static_cast<int>(r) * row_height;
-    svg << "<text x=\"10\" y=\"" << y + row_height / 2 + 4 << "\">" << rows[r].first
+    svg << "<text x=\"10\" y=\"" << y + row_height / 2 + 4 << "\">" << Escape(rows[r].first)
         << "</text>\n";
     for (const Bar& bar : rows[r].second) {
       const double x0 = x_of(bar.start), x1 = std::max(x_of(bar.finish), x0 + 1);
       const std::string color = bar.transfer ? "#999" : kColors[bar.stage % 10];
-      svg << "<g><title>" << bar.label << ": " << Fixed(bar.start, 3) << " - "
+      svg << "<g><title>" << Escape(bar.label) << ": " << Fixed(bar.start, 3) << " - "
           << Fixed(bar.finish, 3) << " ms</title><rect x=\"" << x0 << "\" y=\"" << y + 4
           << "\" width=\"" << x1 - x0 << "\" height=\"" << row_height - 8 << "\" fill=\""
           << color << "\" stroke=\"#333\" stroke-width=\"0.5\"/>";
       if (x1 - x0 > 40) {
         svg << "<text x=\"" << x0 + 3 << "\" y=\"" << y + row_height / 2 + 4
             << "\" fill=\"#fff\" clip-path=\"none\">"
-            << bar.label.substr(0, static_cast<size_t>((x1 - x0) / 6.5)) << "</text>";
+            << Escape(bar.label.substr(0, static_cast<size_t>((x1 - x0) / 6.5))) << "</text>";
       }
       svg << "</g>\n";
     }

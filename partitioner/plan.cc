@@ -114,6 +114,25 @@ Status CheckPlanFor(const Plan& plan, const std::string& model_sha256, const Clu
 Status ValidatePlan(const Plan& plan, const Graph& graph) {
   auto error = [](const std::string& m) { return InvalidArgument("invalid plan: " + m); };
   const int num_stages = plan.stages_size();
+  RETURN_IF_ERROR(ValidateCluster(plan.cluster(), "in the plan"));
+  if (plan.input_shapes().empty()) return error("it names no input shapes");
+  for (const auto& [name, dims] : plan.input_shapes()) {
+    if (std::find(graph.inputs.begin(), graph.inputs.end(), name) == graph.inputs.end()) {
+      return error("its input '" + name + "' is not an input of the model");
+    }
+  }
+  // Device assignments: one per cluster device, in the cluster's order (runners index them so).
+  if (plan.devices_size() != plan.cluster().devices_size()) {
+    return error("it assigns " + std::to_string(plan.devices_size()) + " devices but its cluster " +
+                 "has " + std::to_string(plan.cluster().devices_size()));
+  }
+  for (int d = 0; d < plan.devices_size(); ++d) {
+    if (plan.devices(d).device() != plan.cluster().devices(d).name()) {
+      return error("assignment " + std::to_string(d) + " is for device '" +
+                   plan.devices(d).device() + "', but the cluster's device " + std::to_string(d) +
+                   " is '" + plan.cluster().devices(d).name() + "'");
+    }
+  }
   // 1. Every compute node in exactly one stage.
   std::map<std::string, int> stage_of_node;
   for (int i = 0; i < num_stages; ++i) {
@@ -193,10 +212,47 @@ Status ValidatePlan(const Plan& plan, const Graph& graph) {
                    " devices but is not recomputable");
     }
   }
-  // 4. Transfers carry values of the model's types, from a device that has them.
+  // 4. Transfers: known stages and devices, values their stage produces (or the request's
+  // inputs), of the model's types, each moved to a device once and read there, after it exists.
   const std::string first = plan.cluster().devices(0).name();
+  std::set<std::pair<std::string, std::string>> moved;  // (value, to device)
   for (const Transfer& t : plan.transfers()) {
-    if (t.types_size() != t.values_size()) return error("a transfer lists types and values apart");
+    const std::string what = "a transfer from '" + t.from_device() + "' to '" + t.to_device() + "'";
+    if (t.stage() < -1 || t.stage() >= num_stages) {
+      return error(what + " names stage " + std::to_string(t.stage()));
+    }
+    if (t.values().empty()) return error(what + " carries no values");
+    if (t.types_size() != t.values_size()) return error(what + " lists types and values apart");
+    const int from = DeviceIndex(plan.cluster(), t.from_device());
+    const int to = DeviceIndex(plan.cluster(), t.to_device());
+    if (from < 0 || to < 0 || from == to) {
+      return error(what + " does not join two different devices of the cluster");
+    }
+    for (const std::string& v : t.values()) {
+      const bool produced =
+          t.stage() >= 0
+              ? std::count(plan.stages(t.stage()).outputs().begin(),
+                           plan.stages(t.stage()).outputs().end(), v) > 0
+              : std::count(graph.inputs.begin(), graph.inputs.end(), v) > 0;
+      if (!produced) return error(what + " carries '" + v + "', which its stage does not produce");
+      if (!moved.insert({v, t.to_device()}).second) {
+        return error("'" + v + "' is sent to device '" + t.to_device() + "' twice");
+      }
+      bool read = t.reply() && to == 0 &&
+                  std::count(graph.outputs.begin(), graph.outputs.end(), v) > 0;
+      for (const auto& run : plan.devices(to).runs()) {
+        if (run.stage() < 0 || run.stage() >= num_stages) continue;  // refused below
+        const auto& ins = plan.stages(run.stage()).inputs();
+        read |= std::count(ins.begin(), ins.end(), v) > 0;
+      }
+      if (!read) return error(what + " carries '" + v + "', which nothing there reads");
+    }
+    if (t.stage() >= 0) {
+      auto produced_at = finish_on[t.stage()].find(t.from_device());
+      if (produced_at != finish_on[t.stage()].end() && t.start_ms() + 1e-9 < produced_at->second) {
+        return error(what + " starts before its stage finishes there");
+      }
+    }
     for (int i = 0; i < t.values_size(); ++i) {
       const TensorType* type = graph.FindType(t.values(i));
       if (type == nullptr || type->ToString() != t.types(i)) {

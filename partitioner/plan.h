@@ -52,7 +52,7 @@ struct Alternative {
 // The best one-device plan; the authors' 3-device layout (the shared stem recomputed on devices
 // 0-2, the three heaviest mutually parallel stages one per device, the rest on device 0) when
 // there are 3 or more devices; the best plan with one device fewer (each device but the first
-// left out in turn) when there are 2 or more.
+// left out in turn) when there are 3 or more (with 2, that is the one-device plan).
 std::vector<Alternative> Alternatives(const StageGraph& stages, const CostModel& costs);
 
 // The table `parnet partition --explain` prints.

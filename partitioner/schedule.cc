@@ -51,7 +51,7 @@ Simulator::Simulator(const StageGraph& graph, const CostModel& costs, std::vecto
   link_free_.assign(d, std::vector<double>(d, 0));
   finish_.assign(n, std::vector<double>(d, kNever));
   devices_of_.resize(n);
-  stages_on_.assign(d, 0);
+  stages_on_.assign(d, std::vector<bool>(n, false));
   arrived_.resize(d);
 }
 
@@ -101,7 +101,7 @@ void Simulator::RunOn(int stage, int d) {
   device_free_[d] = run.finish_ms;
   finish_[stage][d] = run.finish_ms;
   devices_of_[stage].push_back(d);
-  stages_on_[d] |= uint64_t{1} << (stage % 64);
+  stages_on_[d][stage] = true;
   schedule_.runs.push_back(run);
 }
 

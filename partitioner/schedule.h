@@ -94,7 +94,7 @@ class Simulator {
   double LocalFinish(int stage, int d) const { return finish_[stage][d]; }
   // Devices that have run `stage` (one, or all for kEverywhere).
   const std::vector<int>& DevicesOf(int stage) const { return devices_of_[stage]; }
-  uint64_t StagesOn(int d) const { return stages_on_[d]; }  // bit per stage
+  const std::vector<bool>& StagesOn(int d) const { return stages_on_[d]; }  // one per stage
 
  private:
   double Arrival(int producer, const std::vector<std::string>& values, int to);
@@ -110,7 +110,7 @@ class Simulator {
   std::vector<std::vector<double>> link_free_;  // [from][to]
   std::vector<std::vector<double>> finish_;     // [stage][device]
   std::vector<std::vector<int>> devices_of_;
-  std::vector<uint64_t> stages_on_;
+  std::vector<std::vector<bool>> stages_on_;
   // Values present on each device and when they arrived.
   std::vector<std::vector<std::pair<std::string, double>>> arrived_;
 };
@@ -119,8 +119,9 @@ class Simulator {
 Schedule Simulate(const StageGraph& graph, const CostModel& costs, const Placement& placement,
                   const std::vector<int>& everywhere = {});
 
-// Drops the copies of recomputed stages whose outputs no stage on their device reads. Never
-// makes the latency worse: removing a run only lets later runs and transfers start earlier.
+// Drops the copies of recomputed stages whose outputs no stage on their device reads. This
+// usually shortens the schedule but can lengthen it (a transfer may then queue later on its
+// link), so FindBestPlacement keeps the pruned placement only when it is not slower.
 Placement PruneReplicas(const StageGraph& graph, const Placement& placement,
                         const std::vector<int>& everywhere);
 

@@ -29,11 +29,21 @@ class BranchAndBound {
       cheapest_[s] = costs.stage_ms[s][devices_[0]];
       for (int d : devices_) cheapest_[s] = std::min(cheapest_[s], costs.stage_ms[s][d]);
     }
+    // A stage that reaches no output (dead nodes the model computes for nothing) never delays
+    // the reply: it must not count in a bound.
+    reaches_reply_.assign(n, false);
+    for (const StageEdge& e : graph.edges) {
+      if (e.to == StageEdge::kReply && e.from >= 0) reaches_reply_[e.from] = true;
+    }
     tail_.assign(n, 0);
     for (int k = static_cast<int>(n) - 1; k >= 0; --k) {
       const int s = order_[k];
       double after = 0;
-      for (int t : graph.Successors(s)) after = std::max(after, tail_[t]);
+      for (int t : graph.Successors(s)) {
+        if (!reaches_reply_[t]) continue;
+        after = std::max(after, tail_[t]);
+        reaches_reply_[s] = true;
+      }
       tail_[s] = cheapest_[s] + after;
     }
     position_.resize(n);
@@ -78,6 +88,7 @@ class BranchAndBound {
         start = std::max(start, ready);
       }
       earliest[s] = start;
+      if (!reaches_reply_[s]) continue;
       bound = std::max(bound, start + tail_[s]);
       remaining += cheapest_[s];
     }
@@ -147,6 +158,7 @@ class BranchAndBound {
   std::vector<int> order_;
   std::vector<int> position_;
   std::vector<double> cheapest_, tail_;
+  std::vector<bool> reaches_reply_;
   SearchResult best_;
   int64_t visited_ = 0;
 };

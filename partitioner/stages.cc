@@ -336,6 +336,7 @@ StatusOr<StageGraph> DiscoverStages(const Graph& graph, const StageOptions& opti
     info.nodes = members[c];
     info.name = StageName(graph, info.nodes, costs, stages.stages.size());
     for (int i : info.nodes) {
+      info.node_names.push_back(graph.nodes[i].name);
       info.flops += costs[i].flops;
       info.bytes += costs[i].bytes;
     }

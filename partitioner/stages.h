@@ -33,6 +33,7 @@ struct StageOptions {
 struct StageInfo {
   std::string name;                  // common module path of its nodes, or "stage<i>"
   std::vector<int> nodes;            // indices into the graph's nodes, ascending (topological)
+  std::vector<std::string> node_names;  // their names (what plans and profiles record)
   std::vector<std::string> inputs;   // values read from other stages or from the request
   std::vector<std::string> outputs;  // values read by other stages or returned in the reply
   double flops = 0;                  // 2 x multiply-adds

@@ -32,13 +32,24 @@ std::map<std::string, Shape> ModelInputShapes(const Graph& graph, int batch, int
   return shapes;
 }
 
-StatusOr<Profile> LoadProfile(const std::string& path, const std::string& model_sha256) {
+StatusOr<Profile> LoadProfile(const std::string& path, const std::string& model_sha256,
+                              const std::map<std::string, Shape>& shapes) {
   Profile profile;
   RETURN_IF_ERROR(LoadTextProto(path, "profile", "proto/profile.proto; write profiles with " +
                                 std::string("`parnet profile`"), &profile));
   if (profile.model_sha256() != model_sha256) {
     return FailedPrecondition("profile '" + path + "' was measured on another model; run " +
                               "`parnet profile` on this one");
+  }
+  for (const auto& [name, shape] : shapes) {  // per image: batch is scaled, resolution is not
+    std::string dims;
+    for (size_t d = 1; d < shape.size(); ++d) dims += (d > 1 ? "," : "") + std::to_string(shape[d]);
+    auto it = profile.input_shapes().find(name);
+    if (it == profile.input_shapes().end() || it->second != dims) {
+      return FailedPrecondition("profile '" + path + "' was measured with input '" + name + "' " +
+                                (it == profile.input_shapes().end() ? "absent" : it->second) +
+                                ", not " + dims + "; run `parnet profile --size` at this size");
+    }
   }
   return profile;
 }
@@ -72,7 +83,7 @@ int RunPartition(const PartitionOptions& options) {
   if (!stages.ok()) return Fail(stages.status());
   std::optional<Profile> profile;
   if (!options.profile.empty()) {
-    auto loaded = LoadProfile(options.profile, *sha);
+    auto loaded = LoadProfile(options.profile, *sha, target.input_shapes);
     if (!loaded.ok()) return Fail(loaded.status());
     profile = *loaded;
     target.cost_source = "profile " + options.profile;

@@ -51,7 +51,8 @@ StatusOr<std::pair<double, double>> MeasurePeak(int threads);
 
 // Every input of `graph` with batch `batch` and dynamic H, W set to `size` (0: 224).
 std::map<std::string, Shape> ModelInputShapes(const Graph& graph, int batch, int size);
-// A profile, refused when it was measured on another model.
-StatusOr<Profile> LoadProfile(const std::string& path, const std::string& model_sha256);
+// A profile, refused when it was measured on another model or at other input sizes.
+StatusOr<Profile> LoadProfile(const std::string& path, const std::string& model_sha256,
+                              const std::map<std::string, Shape>& shapes);
 
 }  // namespace parnet::cli

@@ -96,18 +96,22 @@ StatusOr<std::unique_ptr<PlanRunner>> MakePlanRunner(const std::string& model,
   if (transport::LaunchedByMpirun()) {
     ASSIGN_OR_RETURN(transport, transport::MakeMpiTransport());
   }
-  Plan plan;
+  StatusOr<Plan> plan = InvalidArgument(
+      "no --plan: give one (parnet partition --out), or start under mpirun");
   if (!path.empty()) {
-    ASSIGN_OR_RETURN(plan, partition::LoadPlan(path));
+    plan = partition::LoadPlan(path);
   } else if (transport) {
-    ASSIGN_OR_RETURN(plan, PlanForJob(model, *transport, batch, size));
-  } else {
-    return InvalidArgument("no --plan: give one (parnet partition --out), or start under mpirun");
+    plan = PlanForJob(model, *transport, batch, size);
   }
-  if (!transport) transport = transport::MakeInProcessTransport(plan.cluster().devices_size());
+  if (!plan.ok()) {
+    // Under mpirun the other ranks would wait for this one in a collective: end the job.
+    if (transport) transport->Abort(plan.status().ToString());
+    return plan.status();
+  }
+  if (!transport) transport = transport::MakeInProcessTransport(plan->cluster().devices_size());
   PlanRunnerOptions options;
   options.timeout_s = timeout_s;
-  return PlanRunner::Create(model, plan, std::move(transport), options);
+  return PlanRunner::Create(model, *plan, std::move(transport), options);
 }
 
 namespace {
@@ -136,6 +140,7 @@ int RunOnPlan(const RunOptions& options) {
   const std::string input = (*runner)->plan().input_shapes().begin()->first;
   std::vector<StageTrace> timings;
   auto outputs = (*runner)->Run({{input, *batch}}, &timings);
+  if (!outputs.ok() && (*runner)->distributed()) (*runner)->Abort(outputs.status().ToString());
   if (!outputs.ok()) return Fail("run", outputs.status());
   if (Status stopped = (*runner)->Stop(); !stopped.ok()) return Fail("run", stopped);
   const Tensor& logits = (*outputs)[0];
@@ -348,6 +353,8 @@ int BenchOnPlan(const BenchOptions& options) {
     return (*runner)->GatherTimings().ok() ? 0 : 1;
   }
   const Status status = BenchLeader(options, **runner);
+  // The followers wait in Follow() or GatherTimings(): under MPI a failed leader ends the job.
+  if (!status.ok() && (*runner)->distributed()) (*runner)->Abort(status.ToString());
   return status.ok() ? 0 : Fail("bench", status);
 }
 

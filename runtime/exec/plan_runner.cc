@@ -107,8 +107,13 @@ struct PlanRunner::Impl {
   std::map<std::string, std::shared_ptr<Compiled>> cache;  // by input shapes
   std::vector<std::unique_ptr<JobQueue>> queues;            // one per local device
   std::vector<std::thread> threads;
-  std::mutex mu;
+  std::mutex compile_mu;  // guards `cache`; held while a new shape compiles
+  std::mutex mu;          // guards what follows
   std::condition_variable done;
+  std::set<int64_t> pending;  // submitted, not yet collected
+  // In-process, a failed request may leave its values in the devices' mailboxes, where the next
+  // request would take them for its own: after a failure the runner refuses new requests.
+  Status broken;
   std::map<int64_t, std::map<int, Result>> results;  // request -> device -> result
   std::map<int64_t, std::vector<StageTrace>> history;
   int64_t next_id = 0;
@@ -118,6 +123,9 @@ struct PlanRunner::Impl {
   bool leader() const { return !mpi() || transport->self() == 0; }
   std::string DeviceName(int d) const { return plan.cluster().devices(d).name(); }
 
+  // Loads the model, checks the plan against it and the job, compiles the plan's own shapes and
+  // starts the device threads.
+  Status Start(const std::string& model_path);
   StatusOr<std::shared_ptr<Compiled>> Compile(const std::map<std::string, Shape>& shapes);
   Result Execute(int device, const Job& job);
   void DeviceLoop(size_t slot);
@@ -130,7 +138,7 @@ StatusOr<std::shared_ptr<Compiled>> PlanRunner::Impl::Compile(
     const std::map<std::string, Shape>& shapes) {
   std::string key;
   for (const auto& [name, shape] : shapes) key += name + "=" + TypeToString(DType::kFloat32, shape);
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(compile_mu);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
   auto compiled = std::make_shared<Compiled>();
   SpecializeOptions spec;
@@ -219,6 +227,11 @@ Result PlanRunner::Impl::Execute(int d, const Job& job) {
   };
   std::map<std::string, Incoming> incoming;
   auto fail = [&](Status status) {
+    // Under MPI, end the job before this frame frees buffers that posted requests still use.
+    if (mpi()) {
+      transport->Abort("device '" + DeviceName(d) + "' (rank " + std::to_string(d) + "): " +
+                       status.message());
+    }
     result.status = status;
     return result;
   };
@@ -328,6 +341,8 @@ PlanRunner::~PlanRunner() {
 }
 
 bool PlanRunner::is_leader() const { return impl_->leader(); }
+bool PlanRunner::distributed() const { return impl_->mpi(); }
+void PlanRunner::Abort(const std::string& why) { impl_->transport->Abort(why); }
 const Plan& PlanRunner::plan() const { return impl_->plan; }
 
 StatusOr<std::unique_ptr<PlanRunner>> PlanRunner::Create(
@@ -337,20 +352,31 @@ StatusOr<std::unique_ptr<PlanRunner>> PlanRunner::Create(
   impl->plan = plan;
   impl->options = options;
   impl->transport = std::move(transport);
-  ASSIGN_OR_RETURN(impl->model, LoadOnnxModel(model_path));
+  Status status = impl->Start(model_path);
+  // Under MPI, a rank that cannot start would leave the others waiting for it: end the job.
+  if (!status.ok() && impl->mpi()) impl->transport->Abort(status.ToString());
+  RETURN_IF_ERROR(status);
+  return std::unique_ptr<PlanRunner>(new PlanRunner(std::move(impl)));
+}
+
+Status PlanRunner::Impl::Start(const std::string& model_path) {
+  Impl& self = *this;
+  ASSIGN_OR_RETURN(self.model, LoadOnnxModel(model_path));
   ASSIGN_OR_RETURN(std::string sha, partition::Sha256OfFile(model_path));
   RETURN_IF_ERROR(partition::CheckPlanFor(plan, sha, plan.cluster()));
+  if (plan.input_shapes().empty()) {
+    return InvalidArgument("the plan names no input shapes; write it with `parnet partition`");
+  }
   std::map<std::string, Shape> shapes;
   for (const auto& [name, dims] : plan.input_shapes()) {
     ASSIGN_OR_RETURN(shapes[name], ParseDims(dims));
   }
   SpecializeOptions spec;
   spec.input_shapes = shapes;
-  ASSIGN_OR_RETURN(Graph specialized, Specialize(impl->model, spec));
+  ASSIGN_OR_RETURN(Graph specialized, Specialize(self.model, spec));
   RETURN_IF_ERROR(partition::ValidatePlan(plan, specialized));
 
   const int devices = plan.cluster().devices_size();
-  Impl& self = *impl;
   if (self.mpi()) {
     if (self.transport->size() != devices) {
       return FailedPrecondition("the plan has " + std::to_string(devices) + " devices but the " +
@@ -391,13 +417,20 @@ StatusOr<std::unique_ptr<PlanRunner>> PlanRunner::Create(
   for (size_t slot = 0; slot < self.local.size(); ++slot) {
     self.threads.emplace_back([&self, slot] { self.DeviceLoop(slot); });
   }
-  return std::unique_ptr<PlanRunner>(new PlanRunner(std::move(impl)));
+  return Status::Ok();
 }
 
 StatusOr<int64_t> PlanRunner::Submit(const std::map<std::string, Tensor>& inputs) {
   Impl& self = *impl_;
   if (!self.leader()) return FailedPrecondition("only rank 0 takes requests; others Follow()");
   if (self.stopped) return FailedPrecondition("the runner was stopped");
+  {
+    std::lock_guard<std::mutex> lock(self.mu);
+    if (!self.broken.ok()) {
+      return FailedPrecondition("an earlier request failed (" + self.broken.message() +
+                                "); create a new runner");
+    }
+  }
   std::map<std::string, Shape> shapes;
   for (const std::string& name : self.model.inputs) {
     auto it = inputs.find(name);
@@ -410,6 +443,10 @@ StatusOr<int64_t> PlanRunner::Submit(const std::map<std::string, Tensor>& inputs
   }
   ASSIGN_OR_RETURN(auto compiled, self.Compile(shapes));
   Job job{self.next_id++, compiled, {}, Clock::now()};
+  {
+    std::lock_guard<std::mutex> lock(self.mu);
+    self.pending.insert(job.id);
+  }
   if (self.mpi()) {
     std::vector<int64_t> words = {job.id, std::chrono::duration_cast<std::chrono::microseconds>(
                                               job.submitted.time_since_epoch())
@@ -433,9 +470,16 @@ StatusOr<int64_t> PlanRunner::Submit(const std::map<std::string, Tensor>& inputs
 StatusOr<std::vector<Tensor>> PlanRunner::Collect(int64_t id, std::vector<StageTrace>* timings) {
   Impl& self = *impl_;
   std::unique_lock<std::mutex> lock(self.mu);
+  if (!self.pending.count(id)) {
+    return NotFound("request " + std::to_string(id) + " was never submitted or already collected");
+  }
   self.done.wait(lock, [&] { return self.results[id].size() == self.local.size(); });
   std::map<int, Result> results = std::move(self.results[id]);
   self.results.erase(id);
+  self.pending.erase(id);
+  for (auto& [device, result] : results) {
+    if (!result.status.ok() && self.broken.ok()) self.broken = result.status;
+  }
   lock.unlock();
   if (timings != nullptr) timings->clear();
   for (auto& [device, result] : results) {

@@ -51,12 +51,18 @@ class PlanRunner {
   ~PlanRunner();
 
   bool is_leader() const;
+  bool distributed() const;  // one device per MPI rank
   const Plan& plan() const;
+  // Ends the whole job (MPI) or the process, printing `why`: for failures after which the other
+  // ranks would wait forever.
+  [[noreturn]] void Abort(const std::string& why);
 
   // Leader: queues a request; returns its id at once.
   StatusOr<int64_t> Submit(const std::map<std::string, Tensor>& inputs);
   // Leader: waits for request `id`; its outputs in model order and, if asked, its stage timings
-  // on the leader's devices (all devices in-process; see GatherTimings under MPI).
+  // on the leader's devices (all devices in-process; see GatherTimings under MPI). NOT_FOUND for
+  // an id never submitted or already collected. After a failed request, in-process runners
+  // refuse new ones (FAILED_PRECONDITION): its values may still sit in the devices' mailboxes.
   StatusOr<std::vector<Tensor>> Collect(int64_t id, std::vector<StageTrace>* timings = nullptr);
   StatusOr<std::vector<Tensor>> Run(const std::map<std::string, Tensor>& inputs,
                                     std::vector<StageTrace>* timings = nullptr);

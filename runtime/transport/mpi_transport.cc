@@ -27,6 +27,7 @@ class MpiPending : public Pending {
   Tensor keep_alive;  // a send's bytes
   bool is_recv = false;
   int peer = 0, tag = 0;
+  size_t bytes = 0;  // a receive's expected size
 };
 
 // Polls with MPI_Test so that a deadline can end the wait; sleeps a little between polls so a
@@ -65,9 +66,13 @@ class MpiTransport : public Transport {
   }
 
   StatusOr<std::unique_ptr<Pending>> Recv(int from, int to, int tag, Tensor* into) override {
+    if (into->num_bytes() > static_cast<size_t>(INT_MAX)) {
+      return Unimplemented("a tensor of " + std::to_string(into->num_bytes()) +
+                           " bytes is over MPI's 2 GiB message count; use a smaller batch");
+    }
     auto pending = std::make_unique<MpiPending>();
     pending->is_recv = true;
-    pending->peer = from, pending->tag = tag;
+    pending->peer = from, pending->tag = tag, pending->bytes = into->num_bytes();
     const int rc = MPI_Irecv(into->raw_data(), static_cast<int>(into->num_bytes()), MPI_BYTE,
                              from, tag, MPI_COMM_WORLD, &pending->request);
     if (rc != MPI_SUCCESS) return MpiError(rc, "MPI_Irecv from rank " + std::to_string(from));
@@ -85,6 +90,15 @@ class MpiTransport : public Transport {
                         std::to_string(pending.tag) + ")");
     }
     pending.keep_alive = Tensor();
+    if (pending.is_recv) {
+      int count = 0;
+      MPI_Get_count(&status, MPI_BYTE, &count);
+      if (static_cast<size_t>(count) != pending.bytes) {
+        return Internal("rank " + std::to_string(pending.peer) + " sent " + std::to_string(count) +
+                        " bytes with tag " + std::to_string(pending.tag) + ", expected " +
+                        std::to_string(pending.bytes) + ": the ranks disagree on the plan");
+      }
+    }
     return Status::Ok();
   }
 
@@ -160,6 +174,8 @@ StatusOr<std::unique_ptr<Transport>> MakeMpiTransport() {
     return FailedPrecondition("this MPI library does not provide MPI_THREAD_MULTIPLE, which " +
                               std::string("parnet's device threads need; use OpenMPI 4"));
   }
+  // Errors come back as codes, converted to Status at each call, instead of ending the job.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   int rank = 0, size = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);

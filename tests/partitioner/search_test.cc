@@ -137,6 +137,26 @@ std::vector<std::vector<double>> SameOnEach(int devices, double slowdown_of_last
   return ms;
 }
 
+TEST(SearchTest, StagesThatReachNoOutputDoNotBoundTheSearch) {
+  // A feeds the reply (20 ms on device 0, 15 on device 1); D1..D4 read the request and feed
+  // nothing (7 ms each). Counting them in the bound would cut the root above the optimum, 15.
+  StageGraph g;
+  g.value_bytes["input"] = 1;
+  for (int s = 0; s < 5; ++s) {
+    StageInfo info;
+    info.name = s == 0 ? "A" : "D" + std::to_string(s);
+    g.stages.push_back(info);
+    g.value_bytes["out" + std::to_string(s)] = 1;
+    g.edges.push_back({StageEdge::kRequest, s, {"input"}, 1});
+  }
+  g.edges.push_back({0, StageEdge::kReply, {"out0"}, 1});
+  const CostModel costs = MakeCosts({{20, 15}, {7, 7}, {7, 7}, {7, 7}, {7, 7}}, 0, 0);
+  SearchOptions options;
+  options.prune_replicas = false;
+  EXPECT_NEAR(FindBestPlacement(g, costs, options).schedule.latency_ms, 15, 1e-12);
+  EXPECT_NEAR(BruteForcePlacement(g, costs, options).schedule.latency_ms, 15, 1e-12);
+}
+
 TEST(SearchTest, PutsEachStreamOnItsOwnDeviceWithAFastLink) {
   const StageGraph graph = MakeGraph(ParNetM());
   const CostModel costs = MakeCosts(SameOnEach(3), 0, 0);  // free transfers

@@ -162,6 +162,51 @@ TEST(StagesTest, PlansValidateAndTamperedOnesAreRefused) {
             std::string::npos);
 }
 
+TEST(StagesTest, MalformedPlansAreRefusedNotCrashedOn) {
+  const Loaded m = Load("m_fused", 1, 224);
+  const Cluster cluster = Identical(3, 200);
+  auto costs = BuildCostModel(m.stages, cluster, nullptr, 1);
+  ASSERT_TRUE(costs.ok());
+  const SearchResult best = FindBestPlacement(m.stages, *costs);
+  PlanTarget target{"m", "sha", cluster, {{"input", {1, 3, 224, 224}}}, 1, "roofline"};
+  const Plan plan = MakePlan(target, m.specialized, m.stages, best.schedule);
+  ASSERT_TRUE(ValidatePlan(plan, m.specialized).ok());
+  ASSERT_GE(plan.transfers_size(), 1);
+  auto refused = [&](Plan bad, const std::string& needle) {
+    const Status status = ValidatePlan(bad, m.specialized);
+    EXPECT_FALSE(status.ok()) << needle;
+    EXPECT_NE(status.message().find(needle), std::string::npos) << status.message();
+  };
+  Plan p = plan;
+  p.mutable_devices()->RemoveLast();
+  refused(p, "assigns 2 devices but its cluster has 3");
+  p = plan;
+  p.mutable_devices(0)->set_device("dev1");
+  refused(p, "is for device 'dev1'");
+  p = plan;
+  p.mutable_transfers(0)->set_stage(99);
+  refused(p, "names stage 99");
+  p = plan;
+  p.mutable_transfers(0)->set_to_device("nowhere");
+  refused(p, "does not join two different devices");
+  p = plan;
+  p.mutable_transfers(0)->clear_values();
+  p.mutable_transfers(0)->clear_types();
+  refused(p, "carries no values");
+  p = plan;
+  p.mutable_transfers(0)->set_values(0, "/head/fc/Gemm_output_0");
+  refused(p, "does not produce");
+  p = plan;
+  *p.add_transfers() = plan.transfers(0);
+  refused(p, "twice");
+  p = plan;
+  p.clear_input_shapes();
+  refused(p, "no input shapes");
+  p = plan;
+  p.mutable_cluster()->clear_devices();
+  refused(p, "no devices");
+}
+
 TEST(StagesTest, StagesRunOneAfterAnotherEqualTheWholeModel) {
   const Loaded m = Load("cifar_fused", 2, 32);
   std::mt19937 rng(3);
