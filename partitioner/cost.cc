@@ -8,9 +8,10 @@
 namespace parnet::partition {
 namespace {
 
-// The measured time of `stage` at `threads` threads, scaled to `batch`; NOT_FOUND names the fix.
-StatusOr<double> ProfiledMs(const Profile& profile, const StageInfo& stage, int threads,
-                            int batch) {
+// The timing of `stage` at `threads` threads nearest to `batch` (the largest profiled batch not
+// above it, else the smallest above it), or null.
+StatusOr<const StageTiming*> NearestTiming(const Profile& profile, const StageInfo& stage,
+                                           int threads, int batch) {
   // The largest profiled batch not above `batch`, else the smallest above it.
   const StageTiming* below = nullptr;
   const StageTiming* above = nullptr;
@@ -28,13 +29,31 @@ StatusOr<double> ProfiledMs(const Profile& profile, const StageInfo& stage, int 
       above = &t;
     }
   }
-  const StageTiming* nearest = below != nullptr ? below : above;
+  return below != nullptr ? below : above;
+}
+
+// The measured time of `stage` at `threads` threads, scaled to `batch`; NOT_FOUND names the fix.
+// Scaling: at one thread, time grows with the batch. At T threads, the work that grows with the
+// batch spreads over the T threads, and what the threads lose at the profiled batch b0 (sync,
+// too little parallel work: t_T(b0) - t_1(b0) / T) stays fixed:
+//   t_T(b) = t_1(b0) * (b / b0) / T + (t_T(b0) - t_1(b0) / T),
+// when the profile also has the stage at one thread and b0; otherwise linearly, t_T(b0) * b / b0.
+StatusOr<double> ProfiledMs(const Profile& profile, const StageInfo& stage, int threads,
+                            int batch) {
+  ASSIGN_OR_RETURN(const StageTiming* nearest, NearestTiming(profile, stage, threads, batch));
   if (nearest == nullptr) {
     return NotFound("the profile has no timing of stage '" + stage.name + "' at " +
                     std::to_string(threads) + " thread(s); run `parnet profile --threads " +
                     std::to_string(threads) + "` on this model again");
   }
-  return nearest->median_ms() * batch / nearest->batch();
+  const double scale = static_cast<double>(batch) / nearest->batch();
+  const double linear = nearest->median_ms() * scale;
+  if (threads == 1 || batch == nearest->batch()) return linear;
+  ASSIGN_OR_RETURN(const StageTiming* single, NearestTiming(profile, stage, 1, nearest->batch()));
+  if (single == nullptr || single->batch() != nearest->batch()) return linear;
+  const double parallel = single->median_ms() * scale / threads;
+  const double lost = std::max(0.0, nearest->median_ms() - single->median_ms() / threads);
+  return parallel + lost;
 }
 
 }  // namespace

@@ -2,8 +2,11 @@
 //
 // With a profile (`parnet profile`, proto/profile.proto), a stage's time on a CPU device is the
 // measured median at the device's thread count (its number of cores), at the profiled batch
-// nearest below the plan's (else the smallest), scaled linearly to the plan's batch, and scaled by
-// the profile machine's measured peak over the device's own `gflops` when the cluster gives one.
+// nearest below the plan's (else the smallest), scaled to the plan's batch: linearly at one
+// thread; at T threads the batch-proportional work spreads over the threads while what T threads
+// lost at the profiled batch stays fixed (cost.cc states the formula). A device on another host
+// than the profile's (its `host` set and not "localhost") has the times scaled by the profile's
+// measured peak over its own `gflops`.
 // Without a profile (or for a device kind the profile did not measure) it is a roofline:
 // max(FLOPs / gflops, bytes / memory_gbps), from the cluster file's numbers.
 #pragma once
