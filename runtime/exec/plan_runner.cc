@@ -105,6 +105,9 @@ struct PlanRunner::Impl {
   std::map<std::string, int> tags;   // every value a transfer carries -> its message tag
   std::map<std::string, int> node_index_cache;
   std::map<std::string, std::shared_ptr<Compiled>> cache;  // by input shapes
+  // A plan that puts every stage on device 0 moves nothing: the whole model then runs as one
+  // Engine, so stage boundaries cost no layout reorders and fusions may cross them.
+  std::unique_ptr<Engine> whole;
   std::vector<std::unique_ptr<JobQueue>> queues;            // one per local device
   std::vector<std::thread> threads;
   std::mutex compile_mu;  // guards `cache`; held while a new shape compiles
@@ -141,6 +144,11 @@ StatusOr<std::shared_ptr<Compiled>> PlanRunner::Impl::Compile(
   std::lock_guard<std::mutex> lock(compile_mu);
   if (auto it = cache.find(key); it != cache.end()) return it->second;
   auto compiled = std::make_shared<Compiled>();
+  if (whole) {
+    RETURN_IF_ERROR(whole->Prepare(shapes));
+    cache[key] = compiled;
+    return compiled;
+  }
   SpecializeOptions spec;
   spec.input_shapes = shapes;
   ASSIGN_OR_RETURN(compiled->specialized, Specialize(model, spec));
@@ -212,6 +220,18 @@ Status PlanRunner::Impl::WaitFor(transport::Pending& pending, int device, const 
 
 Result PlanRunner::Impl::Execute(int d, const Job& job) {
   Result result;
+  if (whole) {
+    StageTrace timing{plan.stages_size() - 1, d, MsBetween(job.submitted, Clock::now()), 0, 0};
+    auto outputs = whole->Run(job.inputs);
+    if (!outputs.ok()) {
+      result.status = outputs.status();
+      return result;
+    }
+    timing.finish_ms = MsBetween(job.submitted, Clock::now());
+    result.timings.push_back(timing);  // the whole model, booked on the last stage
+    result.outputs = std::move(*outputs);
+    return result;
+  }
   const Graph& graph = job.compiled->specialized;
   std::map<std::string, Tensor> values = job.inputs;
   std::vector<std::unique_ptr<transport::Pending>> sends;
@@ -409,6 +429,19 @@ Status PlanRunner::Impl::Start(const std::string& model_path) {
     }
   }
   if (self.tags.size() >= 32000) return Unimplemented("the plan moves over 32000 values");
+  bool one_device = plan.transfers().empty();
+  for (int d = 1; d < devices; ++d) one_device &= plan.devices(d).runs().empty();
+  if (one_device && self.leader()) {
+    const Device& device = plan.cluster().devices(0);
+    if (device.kind() != Device::CPU) {
+      return Unimplemented("device '" + device.name() + "' is a GPU; this build of parnet runs " +
+                           "plans on CPU devices only");
+    }
+    EngineOptions engine_options;
+    engine_options.backend = options.backend;
+    engine_options.threads = std::max(1, device.cores_size());
+    ASSIGN_OR_RETURN(self.whole, Engine::Create(self.model, engine_options));
+  }
   ASSIGN_OR_RETURN(auto compiled, self.Compile(shapes));  // warm-up for the plan's own shapes
   (void)compiled;
   for (size_t slot = 0; slot < self.local.size(); ++slot) {
