@@ -68,7 +68,7 @@ struct BenchOptions {
   std::string csv;
   std::string json;
   std::string plan;  // measure the plan's devices against its prediction
-  std::string svg;   // with a plan: the measured Gantt chart (default: measured.svg)
+  std::string svg;   // with a plan: where to write the measured Gantt chart (none if empty)
   double timeout_s = 60;
 };
 int RunBench(const BenchOptions& options);

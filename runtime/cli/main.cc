@@ -84,8 +84,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--plan", bench.plan,
                         "Measure this plan's devices against its prediction (or run under "
                         "mpirun without it)");
-  bench_cmd->add_option("--svg", bench.svg, "With a plan: the measured Gantt chart")
-      ->capture_default_str();
+  bench_cmd->add_option("--svg", bench.svg,
+                        "With a plan: write the measured Gantt chart here (and the predicted one "
+                        "beside it)");
   bench_cmd->add_option("--timeout", bench.timeout_s, "With a plan: seconds to wait for a device")
       ->capture_default_str();
 

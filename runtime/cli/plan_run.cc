@@ -333,12 +333,15 @@ Status BenchLeader(const BenchOptions& options, PlanRunner& runner) {
               plan.predicted_latency_ms(), plan_batch_latency,
               100 * (plan_batch_latency / plan.predicted_latency_ms() - 1), delay,
               100 * delay / plan_batch_latency);
-  const std::string svg = options.svg.empty() ? "measured.svg" : options.svg;
-  std::ofstream(svg) << partition::GanttSvg(measured, "measured schedule: " + options.model);
-  std::ofstream(svg.substr(0, svg.rfind('.')) + ".predicted.svg")
+  if (options.svg.empty()) {
+    std::printf("(--svg FILE writes the measured Gantt chart, and FILE.predicted.svg the plan's)\n");
+    return Status::Ok();
+  }
+  const std::string stem = options.svg.substr(0, options.svg.rfind('.'));
+  std::ofstream(options.svg) << partition::GanttSvg(measured, "measured schedule: " + options.model);
+  std::ofstream(stem + ".predicted.svg")
       << partition::GanttSvg(plan, "predicted schedule: " + options.model);
-  std::printf("wrote %s and %s.predicted.svg\n", svg.c_str(),
-              svg.substr(0, svg.rfind('.')).c_str());
+  std::printf("wrote %s and %s.predicted.svg\n", options.svg.c_str(), stem.c_str());
   return Status::Ok();
 }
 
