@@ -85,11 +85,36 @@ ConvFusion PlanConvFusion(Compiler& c, const Node& conv, Absorb absorb,
 // cost of rounding errors a few times larger than the direct algorithm's (the parity tests hold
 // at 1e-4). PARNET_CPU_WINOGRAD=0 turns it off. oneDNN 2.6's Winograd takes a sum post-op and
 // ReLU but not SiLU, which then runs as an in-place eltwise after it.
-bool WinogradCandidate(const Shape& w, int64_t group, const WindowDims& win) {
-  static const bool enabled = [] {
+// Whether oneDNN has a Winograd kernel on this CPU that reads nChw16c (AVX-512 in oneDNN 2.6),
+// asked once with a small convolution; false when PARNET_CPU_WINOGRAD=0.
+bool WinogradAvailable() {
+  static const bool available = [] {
     const char* v = std::getenv("PARNET_CPU_WINOGRAD");
-    return v == nullptr || std::string(v) != "0";
+    if (v != nullptr && std::string(v) == "0") return false;
+    try {
+      const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+      const memory::desc act({1, 16, 8, 8}, dt::f32, tag::any);
+      const dnnl::convolution_forward::primitive_desc pd(
+          {prop_kind::forward_inference,
+           algorithm::convolution_winograd,
+           act,
+           memory::desc({16, 16, 3, 3}, dt::f32, tag::any),
+           act,
+           {1, 1},
+           {1, 1},
+           {1, 1}},
+          engine);
+      return std::string(pd.impl_info_str()).find("wino") != std::string::npos &&
+             pd.src_desc() == memory::desc({1, 16, 8, 8}, dt::f32, tag::aBcd16b);
+    } catch (const dnnl::error&) {
+      return false;
+    }
   }();
+  return available;
+}
+
+bool WinogradCandidate(const Shape& w, int64_t group, const WindowDims& win) {
+  const bool enabled = WinogradAvailable();
   return enabled && group == 1 && w.size() == 4 && w[2] == 3 && w[3] == 3 &&
          win.strides == memory::dims{1, 1} && win.dilates == memory::dims{0, 0} &&
          win.pad_l == memory::dims{1, 1} && win.pad_r == memory::dims{1, 1};

@@ -54,6 +54,13 @@ std::optional<memory::dims> ReshapeStrides(const memory::dims& from, const memor
   for (size_t k = ni; k < to.size(); ++k) {
     if (to[k] != 1) return std::nullopt;  // trailing new dims must be 1 (any stride)
   }
+  // A leading size-1 dim (batch 1) gets the outermost stride: oneDNN reads the dims' order from
+  // the strides, and a batch dim ordered inside H and W (`cdab`) sends pooling to ref:any.
+  if (!to.empty() && to[0] == 1) {
+    int64_t outer = 1;
+    for (size_t k = 1; k < to.size(); ++k) outer = std::max(outer, ns[k] * to[k]);
+    ns[0] = outer;
+  }
   return ns;
 }
 
