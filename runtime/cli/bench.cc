@@ -126,14 +126,16 @@ Status Bench(const BenchOptions& options) {
   engine_options.backend = options.backend;
   engine_options.threads = options.threads;
   ASSIGN_OR_RETURN(auto engine, Engine::Load(options.model, engine_options));
+  // The Engine applies --threads when it runs; until then OpenMP reports its default.
+  const int threads = options.threads > 0 ? options.threads : omp_get_max_threads();
   const nlohmann::json machine = {{"cpu", CpuModel()},
                                   {"backend", engine->backend_description()},
-                                  {"threads", omp_get_max_threads()},
+                                  {"threads", threads},
                                   {"affinity", Affinity()},
                                   {"model", options.model}};
   std::printf("model:    %s\ncpu:      %s\nbackend:  %s\nthreads:  %d (OpenMP), affinity cpus %s\n",
               options.model.c_str(), CpuModel().c_str(), engine->backend_description().c_str(),
-              omp_get_max_threads(), Affinity().c_str());
+              threads, Affinity().c_str());
   std::printf("\n%6s %10s %10s %10s %12s %10s %6s\n", "batch", "p50 ms", "p90 ms", "p99 ms",
               "images/s", "GFLOP/s", "runs");
   std::vector<Case> cases;
