@@ -58,6 +58,12 @@ StatusOr<double> ProfiledMs(const Profile& profile, const StageInfo& stage, int 
 
 }  // namespace
 
+StatusOr<double> WholeModelMs(const Profile& profile, int threads, int batch) {
+  StageInfo whole;
+  whole.name = kWholeModel;
+  return ProfiledMs(profile, whole, threads, batch);
+}
+
 double RooflineMs(double flops, double bytes, double gflops, double memory_gbps) {
   double seconds = flops / (gflops * 1e9);
   if (memory_gbps > 0) seconds = std::max(seconds, bytes / (memory_gbps * 1e9));

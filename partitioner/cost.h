@@ -21,6 +21,13 @@
 
 namespace parnet::partition {
 
+// The profile's name for the whole model run as one Engine (what a one-device plan runs).
+inline constexpr const char* kWholeModel = "(whole model)";
+
+// The profile's time of the whole model as one Engine at `threads` threads, scaled to `batch` by
+// the same rule as stages; NOT_FOUND when the profile has none.
+StatusOr<double> WholeModelMs(const Profile& profile, int threads, int batch);
+
 // `profile` may be null. `batch` is the batch the stage graph was built at.
 StatusOr<CostModel> BuildCostModel(const StageGraph& graph, const Cluster& cluster,
                                    const Profile* profile, int batch);

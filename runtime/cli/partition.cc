@@ -103,6 +103,18 @@ int RunPartition(const PartitionOptions& options) {
     if (merged_costs.ok()) {
       Placement one{std::vector<int>(stages->stages.size(), 0)};
       Schedule schedule = Simulate(*stages, *merged_costs, one);
+      // A one-device plan runs as one Engine: with a profile, its measured whole-model time.
+      if (profile) {
+        auto whole = WholeModelMs(*profile, merged->devices(0).cores_size(), options.batch);
+        if (whole.ok()) {
+          const double scale = *whole / schedule.latency_ms;
+          schedule.latency_ms = *whole;
+          for (partition::StageRun& run : schedule.runs) {
+            run.start_ms *= scale;
+            run.finish_ms *= scale;
+          }
+        }
+      }
       std::ostringstream line;
       line << "all " << merged->devices(0).cores_size() << " cores on every stage: "
            << schedule.latency_ms << " ms; stages side by side on " << cluster->devices_size()

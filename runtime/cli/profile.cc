@@ -11,6 +11,7 @@
 #include <random>
 
 #include "partitioner/cluster.h"
+#include "partitioner/cost.h"
 #include "partitioner/stages.h"
 #include "runtime/cli/plan_commands.h"
 #include "runtime/exec/engine.h"
@@ -134,6 +135,19 @@ Status Measure(const ProfileOptions& options, Profile& profile) {
         std::cout << "  batch " << batch << " " << stage.name << ": " << t.median_ms << " ms ("
                   << stage.flops / (t.median_ms * 1e6) << " GFLOP/s)\n";
       }
+      // The whole model as one Engine: what a plan with every stage on one device runs.
+      ASSIGN_OR_RETURN(auto whole, Engine::Create(graph, engine_options));
+      Graph shaped = graph;
+      for (const auto& [name, shape] : spec.input_shapes) shaped.value_types[name].shape = shape;
+      ASSIGN_OR_RETURN(Timing t, TimeEngine(*whole, shaped, options.seconds));
+      StageTiming* timing = profile.add_timings();
+      timing->set_stage(partition::kWholeModel);
+      timing->set_batch(batch);
+      timing->set_threads(threads);
+      timing->set_median_ms(t.median_ms);
+      timing->set_p90_ms(t.p90_ms);
+      std::cout << "  batch " << batch << " whole model: " << t.median_ms << " ms ("
+                << stages.total_flops / (t.median_ms * 1e6) << " GFLOP/s)\n";
     }
   }
   return Status::Ok();
