@@ -170,6 +170,7 @@ Status Eval(const EvalOptions& options) {
   if (!options.plan.empty()) {
     ASSIGN_OR_RETURN(runner, MakePlanRunner(options.model, options.plan, options.batch,
                                             static_cast<int>(shape[2]), 60));
+    if (!runner->is_leader()) return runner->Follow();  // under mpirun: rank 0 evaluates
   }
   int64_t correct = 0, classes = 0;
   std::vector<std::vector<int64_t>> confusion;
@@ -179,8 +180,9 @@ Status Eval(const EvalOptions& options) {
     const int64_t n = std::min<int64_t>(options.batch, total - first);
     Tensor batch = MakeBatch(data, first, n, shape);
     const auto start = std::chrono::steady_clock::now();
-    ASSIGN_OR_RETURN(std::vector<Tensor> out, runner ? runner->Run({{input, batch}})
-                                                     : engine->Run({{input, batch}}));
+    auto run = runner ? runner->Run({{input, batch}}) : engine->Run({{input, batch}});
+    if (!run.ok() && runner && runner->distributed()) runner->Abort(run.status().ToString());
+    ASSIGN_OR_RETURN(std::vector<Tensor> out, std::move(run));
     seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const Tensor& logits = out[0];
     classes = logits.dim(1);

@@ -72,6 +72,8 @@ class Tensor {
   int64_t num_elements() const { return NumElements(shape_); }
   // Saturates at SIZE_MAX like NumElements(); a tensor that holds bytes never does.
   size_t num_bytes() const;
+  // True when this handle is the only one holding its (owned) bytes, so they may be reused.
+  bool sole_owner() const { return owned_ != nullptr && owned_.use_count() == 1; }
 
   void* raw_data() { return data_; }
   const void* raw_data() const { return data_; }

@@ -108,6 +108,8 @@ struct PlanRunner::Impl {
   // A plan that puts every stage on device 0 moves nothing: the whole model then runs as one
   // Engine, so stage boundaries cost no layout reorders and fusions may cross them.
   std::unique_ptr<Engine> whole;
+  // Per device, per value: the last receive buffer (each touched only by its device's thread).
+  std::map<int, std::map<std::string, Tensor>> receive_buffers;
   std::vector<std::unique_ptr<JobQueue>> queues;            // one per local device
   std::vector<std::thread> threads;
   std::mutex compile_mu;  // guards `cache`; held while a new shape compiles
@@ -262,9 +264,14 @@ Result PlanRunner::Impl::Execute(int d, const Job& job) {
     for (const std::string& value : t.values()) {
       if (to == d) {
         const TensorType* type = graph.FindType(value);
+        // Receive buffers are reused across requests when nothing else holds the last one (a
+        // value returned to the caller, or still read by a stage, is not overwritten).
+        Tensor& kept = receive_buffers.at(d)[value];
+        if (!kept.sole_owner() || kept.dtype() != type->dtype || kept.shape() != type->shape) {
+          kept = Tensor(type->dtype, type->shape);
+        }
         // Map nodes do not move: the transport may keep a pointer to the buffer.
-        Incoming& in = incoming.emplace(value, Incoming{from, Tensor(type->dtype, type->shape),
-                                                        nullptr}).first->second;
+        Incoming& in = incoming.emplace(value, Incoming{from, kept, nullptr}).first->second;
         auto pending = transport->Recv(from, d, tags.at(value), &in.buffer);
         if (!pending.ok()) return fail(pending.status());
         in.pending = std::move(*pending);
@@ -446,6 +453,7 @@ Status PlanRunner::Impl::Start(const std::string& model_path) {
   (void)compiled;
   for (size_t slot = 0; slot < self.local.size(); ++slot) {
     self.queues.push_back(std::make_unique<JobQueue>());
+    self.receive_buffers[self.local[slot]];  // created before the threads that use them
   }
   for (size_t slot = 0; slot < self.local.size(); ++slot) {
     self.threads.emplace_back([&self, slot] { self.DeviceLoop(slot); });
