@@ -1,32 +1,16 @@
 #include "runtime/serve/model_config.h"
 
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
+#include "proto/text_proto.h"
 #include "runtime/serve/datatype.h"
 
 namespace parnet::serve {
 namespace {
-
-// Collects the parser's complaints so the Status can carry them.
-class ErrorCollector : public google::protobuf::io::ErrorCollector {
- public:
-  void AddError(int line, int column, const std::string& message) override {
-    if (!text_.empty()) text_ += "; ";
-    text_ += "line " + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + message;
-  }
-  const std::string& text() const { return text_; }
-
- private:
-  std::string text_;
-};
 
 std::string DimsToString(const google::protobuf::RepeatedField<int64_t>& dims) {
   return ShapeToString(Shape(dims.begin(), dims.end()));
@@ -136,19 +120,11 @@ void Int64StringsToNumbers(nlohmann::json& j) {
 }  // namespace
 
 StatusOr<inference::ModelConfig> ReadModelConfig(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound("cannot read the model config '" + path + "'");
-  std::stringstream text;
-  text << in.rdbuf();
   inference::ModelConfig config;
-  google::protobuf::TextFormat::Parser parser;
-  ErrorCollector errors;
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text.str(), &config)) {
-    return InvalidArgument(path + ": " + errors.text() +
-                           " (parnet reads the subset of Triton's ModelConfig in "
-                           "proto/model_config.proto; remove or fix the field)");
-  }
+  RETURN_IF_ERROR(LoadTextProto(path, "model config",
+                                "the subset of Triton's ModelConfig in proto/model_config.proto "
+                                "that parnet reads; remove or fix the field",
+                                &config));
   return config;
 }
 
