@@ -18,13 +18,6 @@
 #include "runtime/graph/stats.h"
 
 namespace parnet::cli {
-namespace {
-
-struct Case {
-  int batch = 0;
-  std::vector<double> ms;  // one latency per timed run
-  double p50 = 0, p90 = 0, p99 = 0, images_per_s = 0, gflops = 0;
-};
 
 double Percentile(std::vector<double> v, double q) {
   std::sort(v.begin(), v.end());
@@ -41,6 +34,16 @@ std::string CpuModel() {
   }
   return "unknown";
 }
+
+namespace {
+
+struct Case {
+  int batch = 0;
+  std::vector<double> ms;  // one latency per timed run
+  double p50 = 0, p90 = 0, p99 = 0, images_per_s = 0, gflops = 0;
+};
+
+
 
 std::string Affinity() {
   cpu_set_t set;

@@ -73,6 +73,11 @@ struct BenchOptions {
 };
 int RunBench(const BenchOptions& options);
 
+// Shared by bench, profile and bench --plan: the q-quantile (0..1) of `v`, interpolated between
+// ranks (REQUIRES: `v` not empty), and the CPU's model name from /proc/cpuinfo.
+double Percentile(std::vector<double> v, double q);
+std::string CpuModel();
+
 }  // namespace parnet::cli
 
 namespace parnet::cli {

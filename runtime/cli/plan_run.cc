@@ -137,7 +137,7 @@ int RunOnPlan(const RunOptions& options) {
     const Status followed = (*runner)->Follow();
     return followed.ok() ? 0 : Fail("run", followed);
   }
-  const std::string input = (*runner)->plan().input_shapes().begin()->first;
+  const std::string input = (*runner)->input_shapes().begin()->first;
   std::vector<StageTrace> timings;
   auto outputs = (*runner)->Run({{input, *batch}}, &timings);
   if (!outputs.ok() && (*runner)->distributed()) (*runner)->Abort(outputs.status().ToString());
@@ -155,16 +155,8 @@ int RunOnPlan(const RunOptions& options) {
 
 namespace {
 
-double Median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-double Quantile(std::vector<double> v, double q) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
-}
+// A stage the runner did not time on its own (a one-device plan runs as one Engine) has none.
+double Median(const std::vector<double>& v) { return v.empty() ? 0 : Percentile(v, 0.5); }
 
 // The plan with its predicted times replaced by the medians measured over `requests`.
 Plan MeasuredPlan(const Plan& plan, const std::vector<std::vector<StageTrace>>& all,
@@ -234,14 +226,7 @@ double TransferDelayMs(const Plan& measured) {
 
 Status BenchLeader(const BenchOptions& options, PlanRunner& runner) {
   const Plan& plan = runner.plan();
-  const std::string input = plan.input_shapes().begin()->first;
-  std::vector<int64_t> dims;
-  for (size_t at = 0; at < plan.input_shapes().begin()->second.size();) {
-    size_t end = plan.input_shapes().begin()->second.find(',', at);
-    if (end == std::string::npos) end = plan.input_shapes().begin()->second.size();
-    dims.push_back(std::stoll(plan.input_shapes().begin()->second.substr(at, end - at)));
-    at = end + 1;
-  }
+  const auto& [input, dims] = *runner.input_shapes().begin();
   std::printf("plan: %d devices (%s), made for batch %d, predicted %.3f ms (%s)\n",
               plan.cluster().devices_size(), plan.cluster().name().c_str(), plan.batch(),
               plan.predicted_latency_ms(), plan.cost_source().c_str());
@@ -252,7 +237,7 @@ Status BenchLeader(const BenchOptions& options, PlanRunner& runner) {
   std::mt19937 rng(0);
   std::normal_distribution<float> normal;
   for (int batch : options.batches) {
-    Shape shape(dims.begin(), dims.end());
+    Shape shape = dims;
     shape[0] = batch;
     if (options.size > 0 && shape.size() == 4) shape[2] = shape[3] = options.size;
     Tensor x(DType::kFloat32, shape);
@@ -287,9 +272,9 @@ Status BenchLeader(const BenchOptions& options, PlanRunner& runner) {
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double p50 = Median(ms);
-    const bool predicted = batch == plan.batch() && (options.size <= 0 || shape == Shape(dims));
-    std::printf("%6d %10.3f %10.3f %10.3f %12.1f", batch, p50, Quantile(ms, 0.9),
-                Quantile(ms, 0.99), batch * ms.size() / seconds);
+    const bool predicted = batch == plan.batch() && (options.size <= 0 || shape == dims);
+    std::printf("%6d %10.3f %10.3f %10.3f %12.1f", batch, p50, Percentile(ms, 0.9),
+                Percentile(ms, 0.99), batch * ms.size() / seconds);
     if (predicted) {
       std::printf(" %14.3f %9.2fx\n", plan.predicted_latency_ms(),
                   p50 / plan.predicted_latency_ms());

@@ -13,6 +13,7 @@
 #include "partitioner/cluster.h"
 #include "partitioner/cost.h"
 #include "partitioner/stages.h"
+#include "runtime/cli/commands.h"
 #include "runtime/cli/plan_commands.h"
 #include "runtime/exec/engine.h"
 #include "runtime/graph/onnx_import.h"
@@ -86,20 +87,13 @@ Graph OneOpModel(bool conv) {
   return g;
 }
 
-std::string CpuModelName() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
 
 Status Measure(const ProfileOptions& options, Profile& profile) {
   ASSIGN_OR_RETURN(Graph graph, LoadOnnxModel(options.model));
   ASSIGN_OR_RETURN(std::string sha, partition::Sha256OfFile(options.model));
   profile.set_model_sha256(sha);
   profile.set_device_kind("cpu");
-  profile.set_cpu_model(CpuModelName());
+  profile.set_cpu_model(CpuModel());
   char host[256] = {};
   gethostname(host, sizeof host - 1);
   profile.set_host(host);

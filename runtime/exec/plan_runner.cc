@@ -99,6 +99,7 @@ std::set<int> AllowedCores() {
 struct PlanRunner::Impl {
   Graph model;
   Plan plan;
+  std::map<std::string, Shape> plan_shapes;  // the plan's input_shapes, parsed
   PlanRunnerOptions options;
   std::unique_ptr<transport::Transport> transport;
   std::vector<int> local;            // plan devices run by this process
@@ -371,6 +372,9 @@ bool PlanRunner::is_leader() const { return impl_->leader(); }
 bool PlanRunner::distributed() const { return impl_->mpi(); }
 void PlanRunner::Abort(const std::string& why) { impl_->transport->Abort(why); }
 const Plan& PlanRunner::plan() const { return impl_->plan; }
+const std::map<std::string, Shape>& PlanRunner::input_shapes() const {
+  return impl_->plan_shapes;
+}
 
 StatusOr<std::unique_ptr<PlanRunner>> PlanRunner::Create(
     const std::string& model_path, const Plan& plan,
@@ -394,12 +398,11 @@ Status PlanRunner::Impl::Start(const std::string& model_path) {
   if (plan.input_shapes().empty()) {
     return InvalidArgument("the plan names no input shapes; write it with `parnet partition`");
   }
-  std::map<std::string, Shape> shapes;
   for (const auto& [name, dims] : plan.input_shapes()) {
-    ASSIGN_OR_RETURN(shapes[name], ParseDims(dims));
+    ASSIGN_OR_RETURN(self.plan_shapes[name], ParseDims(dims));
   }
   SpecializeOptions spec;
-  spec.input_shapes = shapes;
+  spec.input_shapes = self.plan_shapes;
   ASSIGN_OR_RETURN(Graph specialized, Specialize(self.model, spec));
   RETURN_IF_ERROR(partition::ValidatePlan(plan, specialized));
 
@@ -449,7 +452,7 @@ Status PlanRunner::Impl::Start(const std::string& model_path) {
     engine_options.threads = std::max(1, device.cores_size());
     ASSIGN_OR_RETURN(self.whole, Engine::Create(self.model, engine_options));
   }
-  ASSIGN_OR_RETURN(auto compiled, self.Compile(shapes));  // warm-up for the plan's own shapes
+  ASSIGN_OR_RETURN(auto compiled, self.Compile(self.plan_shapes));  // warm-up for the plan's own shapes
   (void)compiled;
   for (size_t slot = 0; slot < self.local.size(); ++slot) {
     self.queues.push_back(std::make_unique<JobQueue>());

@@ -53,6 +53,8 @@ class PlanRunner {
   bool is_leader() const;
   bool distributed() const;  // one device per MPI rank
   const Plan& plan() const;
+  // The input shapes the plan was made for (parsed from it).
+  const std::map<std::string, Shape>& input_shapes() const;
   // Ends the whole job (MPI) or the process, printing `why`: for failures after which the other
   // ranks would wait forever.
   [[noreturn]] void Abort(const std::string& why);
