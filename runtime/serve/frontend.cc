@@ -14,9 +14,10 @@ std::vector<std::string> ServerExtensions() {
 StatusOr<InferResult> InferAndWait(ServedModel* model, InferRequest request) {
   auto promise = std::make_shared<std::promise<StatusOr<InferResult>>>();
   std::future<StatusOr<InferResult>> future = promise->get_future();
-  RETURN_IF_ERROR(model->Submit(std::move(request), [promise](StatusOr<InferResult> result) {
-    promise->set_value(std::move(result));
-  }));
+  RETURN_IF_ERROR(model->Submit(
+      std::move(request),
+      [promise](StatusOr<InferResult> result) { promise->set_value(std::move(result)); },
+      ServedModel::Dispatch::kCallerMayRun));
   return future.get();
 }
 

@@ -16,8 +16,8 @@ inline constexpr const char* kServerVersion = "0.1.0";
 // The protocol extensions both front ends implement.
 std::vector<std::string> ServerExtensions();
 
-// Submits `request` and waits for its answer (the front ends' threads block; the model's worker
-// threads do not).
+// Submits `request` and waits for its answer: the front end's thread blocks, and runs the request
+// itself when the model would run it alone at once on an idle single-threaded instance.
 StatusOr<InferResult> InferAndWait(ServedModel* model, InferRequest request);
 
 // Checks a wire shape before anything is allocated for it: every dimension >= 1 and the byte

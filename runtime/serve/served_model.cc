@@ -4,9 +4,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "runtime/core/log_internal.h"
 #include "runtime/graph/onnx_import.h"
+#include "runtime/serve/execution_slots.h"
 #include "runtime/serve/datatype.h"
 #include "runtime/serve/model_config.h"
 
@@ -90,13 +92,15 @@ StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name
 
   int instances = 0;
   for (const auto& group : config.instance_group()) instances += group.count();
+  instances = std::max(1, instances);
   EngineOptions engine_options;
   engine_options.backend = options.backend;
   engine_options.threads = options.threads;
-  if (engine_options.threads == 0 && instances > 1) {
+  if (engine_options.threads == 0) {
     engine_options.threads =
         std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / instances);
   }
+  model->threads_ = engine_options.threads;
   // Every warmed-up batch size stays compiled; the slack is for dynamic item shapes.
   engine_options.max_cached_shapes = model->buckets_.size() + 8;
   for (int i = 0; i < instances; ++i) {
@@ -104,8 +108,9 @@ StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name
     if (!engine.ok()) return where(engine.status());
     model->engines_.push_back(std::move(*engine));
   }
-  for (auto& engine : model->engines_) {
-    model->workers_.emplace_back([m = model.get(), e = engine.get()] { m->WorkerLoop(e); });
+  model->busy_.assign(model->engines_.size(), false);
+  for (size_t i = 0; i < model->engines_.size(); ++i) {
+    model->workers_.emplace_back([m = model.get(), i] { m->WorkerLoop(i); });
   }
   return model;
 }
@@ -139,8 +144,8 @@ Status ServedModel::WarmUp() {
         if (batched) shape.insert(shape.begin(), bucket);
         shapes[input.name()] = shape;
       }
-      for (auto& engine : engines_) {
-        RETURN_IF_ERROR(engine->Prepare(shapes).WithContext(
+      for (size_t i = 0; i < engines_.size(); ++i) {
+        RETURN_IF_ERROR(PrepareInstance(i, shapes).WithContext(
             "warming up model '" + name_ + "' at batch " + std::to_string(bucket)));
       }
     }
@@ -229,7 +234,7 @@ Status ServedModel::Check(const InferRequest& request, int64_t* batch) const {
   return Status::Ok();
 }
 
-Status ServedModel::Submit(InferRequest request, InferDone done) {
+Status ServedModel::Submit(InferRequest request, InferDone done, Dispatch dispatch) {
   const Clock::time_point arrival = request.arrival;
   auto fail = [&](Status s) {
     stats_.RecordRequest(false, Nanos(Clock::now() - arrival));
@@ -251,6 +256,7 @@ Status ServedModel::Submit(InferRequest request, InferDone done) {
                                     : Clock::time_point::max();
   pending.request = std::move(request);
   pending.done = std::move(done);
+  std::optional<size_t> here;  // the idle instance the calling thread runs the request on
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) {
@@ -263,10 +269,32 @@ Status ServedModel::Submit(InferRequest request, InferDone done) {
                              " requests, max_queue_size); retry later, or raise "
                              "dynamic_batching.default_queue_policy.max_queue_size"));
     }
-    queue_.push_back(std::move(pending));
+    // Multi-threaded instances run on their ExecutionSlots thread; handing the request there
+    // from here would be the same hop as through the queue.
+    if (dispatch == Dispatch::kCallerMayRun && threads_ == 1 && queue_.empty() &&
+        DispatchesAloneLocked(pending)) {
+      auto idle = std::find(busy_.begin(), busy_.end(), false);
+      if (idle != busy_.end()) {
+        *idle = true;
+        here = static_cast<size_t>(idle - busy_.begin());
+      }
+    }
+    if (!here) queue_.push_back(std::move(pending));
   }
-  cv_.notify_all();
+  if (here) {
+    std::vector<Pending> alone;
+    alone.push_back(std::move(pending));
+    Execute(*here, std::move(alone));
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_[*here] = false;
+  }
+  cv_.notify_all();  // a queued request, or a worker waiting for the instance just freed
   return Status::Ok();
+}
+
+bool ServedModel::DispatchesAloneLocked(const Pending& pending) const {
+  // What WorkerLoop would do with `pending` alone in the queue: dispatch it without waiting.
+  return !batching_ || max_delay_ <= Clock::duration::zero() || pending.batch >= target_batch_;
 }
 
 void ServedModel::RecordFailure(Clock::time_point arrival) {
@@ -320,12 +348,12 @@ std::vector<ServedModel::Pending> ServedModel::TakeBatchLocked() {
   return batch;
 }
 
-void ServedModel::WorkerLoop(Engine* engine) {
+void ServedModel::WorkerLoop(size_t instance) {
   for (;;) {
     std::vector<Pending> batch, expired;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      cv_.wait(lock, [&] { return stop_ || (!queue_.empty() && !busy_[instance]); });
       if (stop_) return;
       ExpireLocked(Clock::now(), &expired);
       if (batching_ && !queue_.empty()) {
@@ -338,15 +366,42 @@ void ServedModel::WorkerLoop(Engine* engine) {
         if (stop_) return;
         ExpireLocked(Clock::now(), &expired);
       }
-      if (!queue_.empty()) batch = TakeBatchLocked();
+      // A caller may have taken the instance while this thread waited for the batch to fill.
+      if (!queue_.empty() && !busy_[instance]) {
+        batch = TakeBatchLocked();
+        busy_[instance] = true;
+      }
     }
     for (auto& p : expired) {
       Finish(p, Status(StatusCode::kDeadlineExceeded,
                        "request '" + p.request.id + "' waited in the queue of model '" + name_ +
                            "' past its timeout; raise the timeout or lower the load"));
     }
-    if (!batch.empty()) Execute(engine, std::move(batch));
+    if (batch.empty()) continue;
+    Execute(instance, std::move(batch));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      busy_[instance] = false;
+    }
+    cv_.notify_all();
   }
+}
+
+StatusOr<std::vector<Tensor>> ServedModel::RunInstance(
+    size_t instance, const std::map<std::string, Tensor>& inputs) {
+  Engine& engine = *engines_[instance];
+  if (threads_ == 1) return engine.Run(inputs);  // no OpenMP pool: any thread will do
+  StatusOr<std::vector<Tensor>> outputs = Internal("the execution slot did not run");
+  ExecutionSlots::Shared().Run(instance, [&] { outputs = engine.Run(inputs); });
+  return outputs;
+}
+
+Status ServedModel::PrepareInstance(size_t instance, const std::map<std::string, Shape>& shapes) {
+  Engine& engine = *engines_[instance];
+  if (threads_ == 1) return engine.Prepare(shapes);
+  Status status = Internal("the execution slot did not run");
+  ExecutionSlots::Shared().Run(instance, [&] { status = engine.Prepare(shapes); });
+  return status;
 }
 
 StatusOr<std::map<std::string, Tensor>> ServedModel::AssembleInputs(
@@ -373,7 +428,7 @@ StatusOr<std::map<std::string, Tensor>> ServedModel::AssembleInputs(
   return inputs;
 }
 
-void ServedModel::Execute(Engine* engine, std::vector<Pending> batch) {
+void ServedModel::Execute(size_t instance, std::vector<Pending> batch) {
   const Clock::time_point start = Clock::now();
   int64_t items = 0;
   for (const auto& p : batch) {
@@ -387,7 +442,7 @@ void ServedModel::Execute(Engine* engine, std::vector<Pending> batch) {
   StatusOr<std::map<std::string, Tensor>> inputs = AssembleInputs(batch, padded);
   const Clock::time_point assembled = Clock::now();
   StatusOr<std::vector<Tensor>> outputs =
-      inputs.ok() ? engine->Run(*inputs) : StatusOr<std::vector<Tensor>>(inputs.status());
+      inputs.ok() ? RunInstance(instance, *inputs) : StatusOr<std::vector<Tensor>>(inputs.status());
   const Clock::time_point ran = Clock::now();
   if (!outputs.ok()) {
     for (auto& p : batch) Finish(p, outputs.status());
@@ -398,7 +453,7 @@ void ServedModel::Execute(Engine* engine, std::vector<Pending> batch) {
   Status split;
   for (int o = 0; o < config_.output_size() && split.ok(); ++o) {
     const auto& out_config = config_.output(o);
-    const auto& names = engine->output_names();
+    const auto& names = engines_[instance]->output_names();
     const size_t index = std::find(names.begin(), names.end(), out_config.name()) - names.begin();
     const Tensor& out = (*outputs)[index];
     if (batched && (out.rank() < 1 || out.dim(0) != padded)) {

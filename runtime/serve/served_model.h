@@ -8,6 +8,11 @@
 // dynamic_batching each request runs alone. The queue is bounded: a request beyond
 // max_queue_size is refused with RESOURCE_EXHAUSTED, and one that waited longer than its timeout
 // is answered DEADLINE_EXCEEDED without running. Thread-safe.
+//
+// Where executions run: an instance with more than one OpenMP thread runs on its slot of
+// ExecutionSlots (one OpenMP pool per slot for the whole process). A single-threaded instance runs
+// on its worker thread, or on the submitting thread itself when Submit() is allowed to and the
+// request would be dispatched alone at once anyway (Dispatch::kCallerMayRun).
 #pragma once
 
 #include <atomic>
@@ -47,10 +52,16 @@ class ServedModel {
   // instance, then marks the model ready. Blocks for the compile time.
   Status WarmUp();
 
+  enum class Dispatch {
+    kQueued,        // run on a worker thread; Submit() never blocks on the model's execution
+    kCallerMayRun,  // the caller waits for the result anyway: when an instance is idle, nothing
+                    // is queued and the batcher would dispatch this request alone at once, run
+                    // it on the calling thread before returning (saves two thread hand-offs)
+  };
   // Checks `request` (names, datatypes, shapes, batch size) and queues it. OK: `done` will be
-  // called exactly once, on a worker thread. Not OK: `done` is never called. Never blocks on the
-  // model's execution.
-  Status Submit(InferRequest request, InferDone done);
+  // called exactly once, on a worker thread or (kCallerMayRun) on the caller's before Submit
+  // returns. Not OK: `done` is never called.
+  Status Submit(InferRequest request, InferDone done, Dispatch dispatch = Dispatch::kQueued);
   // Counts a request that failed before Submit (a malformed wire message) against this model.
   void RecordFailure(Clock::time_point arrival);
 
@@ -74,12 +85,19 @@ class ServedModel {
   ServedModel(std::string name, int64_t version, inference::ModelConfig config,
               const ServeOptions& options);
   Status Check(const InferRequest& request, int64_t* batch) const;
-  void WorkerLoop(Engine* engine);
+  void WorkerLoop(size_t instance);
   // REQUIRES: mu_ held, queue_ not empty. Removes and returns the requests of the next batch.
   std::vector<Pending> TakeBatchLocked();
   int64_t CompatibleItemsLocked() const;
   void ExpireLocked(Clock::time_point now, std::vector<Pending>* expired);
-  void Execute(Engine* engine, std::vector<Pending> batch);
+  // REQUIRES: mu_ held. Whether `pending`, arriving now, would be dispatched alone at once.
+  bool DispatchesAloneLocked(const Pending& pending) const;
+  // REQUIRES: busy_[instance] set by the caller, who clears it afterwards.
+  void Execute(size_t instance, std::vector<Pending> batch);
+  // Runs engines_[instance] where its OpenMP threads belong (see the file comment).
+  StatusOr<std::vector<Tensor>> RunInstance(size_t instance,
+                                            const std::map<std::string, Tensor>& inputs);
+  Status PrepareInstance(size_t instance, const std::map<std::string, Shape>& shapes);
   StatusOr<std::map<std::string, Tensor>> AssembleInputs(const std::vector<Pending>& batch,
                                                         int64_t padded) const;
   void Finish(Pending& pending, StatusOr<InferResult> result);
@@ -98,6 +116,7 @@ class ServedModel {
   bool allow_timeout_override_ = true;
   size_t max_queue_ = 0;
 
+  int threads_ = 1;  // OpenMP threads of each instance
   std::vector<std::unique_ptr<Engine>> engines_;
   ModelStats stats_;
   std::atomic<bool> ready_{false};
@@ -105,6 +124,7 @@ class ServedModel {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Pending> queue_;  // guarded by mu_
+  std::vector<bool> busy_;     // guarded by mu_; per instance: an execution is running on it
   bool stop_ = false;          // guarded by mu_
   std::vector<std::thread> workers_;
 };

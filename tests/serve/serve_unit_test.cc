@@ -1,6 +1,7 @@
 // The serving core without the network: float conversions, config completion and refusals, and
 // the dynamic batcher on the shipped model (batches formed, results split back per request, a
-// full queue refused, a timed-out request answered DEADLINE_EXCEEDED).
+// full queue refused, a timed-out request answered DEADLINE_EXCEEDED), where executions run
+// (on the caller, a worker, or an ExecutionSlots thread).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 
 #include "runtime/graph/onnx_import.h"
 #include "runtime/serve/datatype.h"
+#include "runtime/serve/execution_slots.h"
 #include "runtime/serve/frontend.h"
 #include "runtime/serve/model_config.h"
 #include "runtime/serve/served_model.h"
@@ -82,12 +84,12 @@ TEST(ModelConfigTest, RefusesWhatDoesNotFitTheModel) {
 }
 
 // A served copy of the shipped model with `config_text`, warmed up.
-std::unique_ptr<ServedModel> Serve(const std::string& config_text) {
+std::unique_ptr<ServedModel> Serve(const std::string& config_text, ServeOptions options = {}) {
   const auto path = std::filesystem::temp_directory_path() / "parnet_serve_test_model.pbtxt";
   std::ofstream(path) << config_text;
   auto config = ReadModelConfig(path.string());
   EXPECT_TRUE(config.ok());
-  auto model = ServedModel::Load("m", 1, kModel, *config, ServeOptions{});
+  auto model = ServedModel::Load("m", 1, kModel, *config, options);
   EXPECT_TRUE(model.ok()) << model.status().ToString();
   EXPECT_TRUE((*model)->WarmUp().ok());
   return std::move(*model);
@@ -170,6 +172,73 @@ TEST(ServedModelTest, ChecksRequestsAgainstTheConfig) {
   EXPECT_NE(submit(Tensor(DType::kFloat32, {1, 1, 32, 31})).message().find("dimension 3 must be 32"),
             std::string::npos);
   EXPECT_EQ(model->stats().Snapshot().fail.count, 4u);
+}
+
+TEST(ExecutionSlotsTest, EachSlotRunsOnItsOwnLastingThread) {
+  ExecutionSlots& slots = ExecutionSlots::Shared();
+  std::thread::id first, again, other;
+  slots.Run(0, [&] { first = std::this_thread::get_id(); });
+  slots.Run(0, [&] { again = std::this_thread::get_id(); });
+  slots.Run(1, [&] { other = std::this_thread::get_id(); });
+  EXPECT_EQ(first, again);
+  EXPECT_NE(first, other);
+  EXPECT_NE(first, std::this_thread::get_id());
+  EXPECT_NE(other, std::this_thread::get_id());
+}
+
+// The thread a request's `done` ran on, for `dispatch`.
+std::thread::id DoneThread(ServedModel* model, ServedModel::Dispatch dispatch) {
+  std::promise<std::thread::id> ran;
+  InferRequest request;
+  request.inputs["input"] = Images(1, 7);
+  EXPECT_TRUE(model->Submit(request,
+                            [&](StatusOr<InferResult> r) {
+                              EXPECT_TRUE(r.ok()) << r.status().ToString();
+                              ran.set_value(std::this_thread::get_id());
+                            },
+                            dispatch)
+                  .ok());
+  return ran.get_future().get();
+}
+
+TEST(ServedModelTest, AnIdleSingleThreadedInstanceRunsTheRequestOnTheCaller) {
+  ServeOptions one_thread;
+  one_thread.threads = 1;
+  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 0 }",
+                     one_thread);
+  const auto caller = std::this_thread::get_id();
+  EXPECT_EQ(DoneThread(model.get(), ServedModel::Dispatch::kCallerMayRun), caller);
+  EXPECT_NE(DoneThread(model.get(), ServedModel::Dispatch::kQueued), caller);
+  // A queue delay means the batcher would wait for company: the request goes to the queue.
+  auto waiting = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 1000 }",
+                       one_thread);
+  EXPECT_NE(DoneThread(waiting.get(), ServedModel::Dispatch::kCallerMayRun), caller);
+  // Multi-threaded instances run on their execution slot, never on the caller.
+  ServeOptions two_threads;
+  two_threads.threads = 2;
+  auto wide = Serve("max_batch_size: 4", two_threads);
+  EXPECT_NE(DoneThread(wide.get(), ServedModel::Dispatch::kCallerMayRun), caller);
+  EXPECT_EQ(wide->stats().Snapshot().success.count, 1u);
+}
+
+size_t ThreadCount() {
+  return static_cast<size_t>(std::distance(std::filesystem::directory_iterator("/proc/self/task"),
+                                           std::filesystem::directory_iterator()));
+}
+
+// libgomp stops spinning at barriers once its pools hold more threads than there are cores, which
+// made multi-threaded instances several times slower than the engine alone: every model's
+// 2-thread instance must share the one pool of its execution slot.
+TEST(ServedModelTest, ModelsShareTheOpenMpThreadsOfTheirExecutionSlot) {
+  ServeOptions two_threads;
+  two_threads.threads = 2;
+  const size_t before = ThreadCount();
+  std::vector<std::unique_ptr<ServedModel>> models;
+  for (int i = 0; i < 3; ++i) models.push_back(Serve("max_batch_size: 4", two_threads));
+  for (auto& m : models) DoneThread(m.get(), ServedModel::Dispatch::kCallerMayRun);
+  // One worker per model, the slot's thread and its one OpenMP helper; a pool per model (or on
+  // this thread for the warm-up) would add one thread each.
+  EXPECT_LE(ThreadCount() - before, models.size() + 2);
 }
 
 }  // namespace
