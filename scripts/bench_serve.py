@@ -68,16 +68,17 @@ def export(name, widths, repo, variant):
     return model_dir / "1/model.onnx"
 
 
-def engine(parnet, onnx, batch, threads, seconds, out_json):
-    sh([parnet, "bench", "--model", onnx, "--batch", batch, "--size", "224", "--threads", threads,
-        "--seconds", seconds, "--json", out_json], stdout=subprocess.DEVNULL)
+def engine(args, onnx, batch, out_json):
+    parnet, threads, seconds = args.parnet, args.threads, args.seconds
+    sh([*args.server_prefix, parnet, "bench", "--model", onnx, "--batch", batch, "--size", "224",
+        "--threads", threads, "--seconds", seconds, "--json", out_json], stdout=subprocess.DEVNULL)
     return {str(c["batch"]): {"p50_ms": c["p50_ms"], "images_per_s": c["images_per_s"]}
             for c in json.load(open(out_json))["cases"]}
 
 
 def perf(args, model, url, concurrency, requests, out_csv):
-    base = [VENV / "bin/perf_analyzer", "-m", model, "-u", url, "-i", "grpc", "-b", "1",
-            "--concurrency-range", concurrency, "--percentile", "50", "-f", out_csv]
+    base = [*args.client_prefix, VENV / "bin/perf_analyzer", "-m", model, "-u", url, "-i", "grpc",
+            "-b", "1", "--concurrency-range", concurrency, "--percentile", "50", "-f", out_csv]
     stable = [*base, "--measurement-mode", "count_windows", "--measurement-request-count",
               requests, "--stability-percentage", args.stability_percent, "--max-trials",
               args.max_trials]
@@ -98,8 +99,8 @@ def perf(args, model, url, concurrency, requests, out_csv):
 
 def start_server(args, repo):
     server = subprocess.Popen(
-        [args.parnet, "serve", "--model-repository", repo, "--host", "127.0.0.1", "--grpc-port",
-         "0", "--http-port", "0", "--metrics-port", "0", "--threads", str(args.threads)],
+        [*args.server_prefix, args.parnet, "serve", "--model-repository", repo, "--host",
+         "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", "--threads", str(args.threads)],
         stdout=subprocess.PIPE, text=True)
     for line in server.stdout:
         m = re.search(r"ready: grpc (\d+)", line)
@@ -132,11 +133,24 @@ def main():
                     help="requests per window at c=16, ';'-separated, one per throughput model")
     ap.add_argument("--stability-percent", type=int, default=15)
     ap.add_argument("--max-trials", type=int, default=10)
+    ap.add_argument("--pin", action="store_true",
+                    help="pin the server and the engine runs to the last --threads cores and "
+                         "perf_analyzer to the others (taskset), so that client and model never "
+                         "share a core")
     ap.add_argument("--json", help="write every repeat's numbers here")
     args = ap.parse_args()
+    args.server_prefix, args.client_prefix = [], []
+    if args.pin:
+        cores = sorted(os.sched_getaffinity(0))
+        if args.threads >= len(cores):
+            sys.exit(f"--pin needs more cores than --threads ({len(cores)} available)")
+        server = ",".join(map(str, cores[-args.threads:]))
+        client = ",".join(map(str, cores[:-args.threads]))
+        args.server_prefix = ["taskset", "-c", server]
+        args.client_prefix = ["taskset", "-c", client]
 
     result = {"start_utc": time.strftime("%H:%M:%S", time.gmtime()), "load_before": load(),
-              "nice": os.nice(0), "threads": args.threads, "repeats": []}
+              "nice": os.nice(0), "threads": args.threads, "pin": args.pin, "repeats": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         repo = tmp / "repo"
@@ -151,12 +165,10 @@ def main():
         try:
             for r in range(args.repeats):
                 rep = {"load": load()}
-                rep["engine_b1"] = engine(args.parnet, onnx["overhead"], 1, args.threads,
-                                          args.seconds, tmp / "e.json")["1"]
+                rep["engine_b1"] = engine(args, onnx["overhead"], 1, tmp / "e.json")["1"]
                 rep["c1"] = perf(args, "overhead", url, 1, args.c1_requests, tmp / "c1.csv")
                 for name, _, count in tput:
-                    e = engine(args.parnet, onnx[name], "1,8", args.threads, args.seconds,
-                               tmp / "e.json")
+                    e = engine(args, onnx[name], "1,8", tmp / "e.json")
                     rep[f"{name}_engine_b1"], rep[f"{name}_engine_b8"] = e["1"], e["8"]
                     rep[f"{name}_c16"] = perf(args, name, url, 16, count,
                                               tmp / "c16.csv")
@@ -173,7 +185,8 @@ def main():
     reps = result["repeats"]
     overheads = [r["c1"]["p50 latency"] / 1000 - r["engine_b1"]["p50_ms"] for r in reps]
     print(f"\n{args.variant} variant at 224x224 FP32, fused, random weights; threads "
-          f"{args.threads} (engine and served instance); {len(reps)} repeats, medians; load "
+          f"{args.threads} (engine and served instance){'; pinned' if args.pin else ''}; "
+          f"{len(reps)} repeats, medians; load "
           f"{' '.join(result['load_before'])} before, {' '.join(result['load_after'])} after")
     print(f"overhead model (widths {args.overhead_widths}):")
     print(f"  engine batch 1 p50 {statistics.median(r['engine_b1']['p50_ms'] for r in reps):.3f}"

@@ -281,14 +281,20 @@ Status ServedModel::Submit(InferRequest request, InferDone done, Dispatch dispat
     }
     if (!here) queue_.push_back(std::move(pending));
   }
-  if (here) {
-    std::vector<Pending> alone;
-    alone.push_back(std::move(pending));
-    Execute(*here, std::move(alone));
+  if (!here) {
+    cv_.notify_all();
+    return Status::Ok();
+  }
+  std::vector<Pending> alone;
+  alone.push_back(std::move(pending));
+  Execute(*here, std::move(alone));
+  bool waiting;  // requests queued meanwhile may be waiting for this instance
+  {
     std::lock_guard<std::mutex> lock(mu_);
     busy_[*here] = false;
+    waiting = !queue_.empty();
   }
-  cv_.notify_all();  // a queued request, or a worker waiting for the instance just freed
+  if (waiting) cv_.notify_all();
   return Status::Ok();
 }
 
