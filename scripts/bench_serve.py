@@ -100,7 +100,8 @@ def perf(args, model, url, concurrency, requests, out_csv):
 def start_server(args, repo):
     server = subprocess.Popen(
         [*args.server_prefix, args.parnet, "serve", "--model-repository", repo, "--host",
-         "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", "--threads", str(args.threads)],
+         "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", "--threads",
+         str(args.threads)],
         stdout=subprocess.PIPE, text=True)
     for line in server.stdout:
         m = re.search(r"ready: grpc (\d+)", line)
