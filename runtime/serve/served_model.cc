@@ -109,6 +109,7 @@ StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name
     model->engines_.push_back(std::move(*engine));
   }
   model->busy_.assign(model->engines_.size(), false);
+  model->staging_.resize(model->engines_.size());
   for (size_t i = 0; i < model->engines_.size(); ++i) {
     model->workers_.emplace_back([m = model.get(), i] { m->WorkerLoop(i); });
   }
@@ -411,7 +412,7 @@ Status ServedModel::PrepareInstance(size_t instance, const std::map<std::string,
 }
 
 StatusOr<std::map<std::string, Tensor>> ServedModel::AssembleInputs(
-    const std::vector<Pending>& batch, int64_t padded) const {
+    size_t instance, const std::vector<Pending>& batch, int64_t padded) {
   std::map<std::string, Tensor> inputs;
   for (const auto& [name, first] : batch.front().request.inputs) {
     const DType model_dtype = model_dtypes_.at(name);
@@ -422,14 +423,21 @@ StatusOr<std::map<std::string, Tensor>> ServedModel::AssembleInputs(
     }
     Shape shape = first.shape();
     shape[0] = padded;
-    Tensor joined(model_dtype, shape);  // zero-filled: the padding rows
+    // A fresh batch buffer every time cost a zero fill and fresh pages on each batch (4.7 MB for
+    // 8 images of 224x224): reuse the last one once the engine and the results let go of it.
+    Tensor& joined = staging_[instance][name];
+    if (!joined.sole_owner() || joined.dtype() != model_dtype || joined.shape() != shape) {
+      joined = Tensor(model_dtype, shape);
+    }
     auto* dst = static_cast<std::byte*>(joined.raw_data());
     for (const auto& p : batch) {
       const Tensor part = ConvertTo(p.request.inputs.at(name), model_dtype);
       std::memcpy(dst, part.raw_data(), part.num_bytes());
       dst += part.num_bytes();
     }
-    inputs[name] = std::move(joined);
+    auto* end = static_cast<std::byte*>(joined.raw_data()) + joined.num_bytes();
+    std::memset(dst, 0, static_cast<size_t>(end - dst));  // the padding rows
+    inputs[name] = joined;
   }
   return inputs;
 }
@@ -445,7 +453,7 @@ void ServedModel::Execute(size_t instance, std::vector<Pending> batch) {
   if (config_.max_batch_size() > 0) {
     padded = *std::lower_bound(buckets_.begin(), buckets_.end(), items);
   }
-  StatusOr<std::map<std::string, Tensor>> inputs = AssembleInputs(batch, padded);
+  StatusOr<std::map<std::string, Tensor>> inputs = AssembleInputs(instance, batch, padded);
   const Clock::time_point assembled = Clock::now();
   StatusOr<std::vector<Tensor>> outputs =
       inputs.ok() ? RunInstance(instance, *inputs) : StatusOr<std::vector<Tensor>>(inputs.status());

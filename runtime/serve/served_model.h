@@ -98,8 +98,11 @@ class ServedModel {
   StatusOr<std::vector<Tensor>> RunInstance(size_t instance,
                                             const std::map<std::string, Tensor>& inputs);
   Status PrepareInstance(size_t instance, const std::map<std::string, Shape>& shapes);
-  StatusOr<std::map<std::string, Tensor>> AssembleInputs(const std::vector<Pending>& batch,
-                                                        int64_t padded) const;
+  // The batch's inputs, joined into the instance's staging buffers (reused while nothing else
+  // holds them) and padded with zero rows to `padded`. REQUIRES: busy_[instance] held by the caller.
+  StatusOr<std::map<std::string, Tensor>> AssembleInputs(size_t instance,
+                                                        const std::vector<Pending>& batch,
+                                                        int64_t padded);
   void Finish(Pending& pending, StatusOr<InferResult> result);
 
   const std::string name_;
@@ -125,6 +128,8 @@ class ServedModel {
   std::condition_variable cv_;
   std::deque<Pending> queue_;  // guarded by mu_
   std::vector<bool> busy_;     // guarded by mu_; per instance: an execution is running on it
+  // Per instance, by input name: the last joined batch. Used only by the holder of busy_[i].
+  std::vector<std::map<std::string, Tensor>> staging_;
   bool stop_ = false;          // guarded by mu_
   std::vector<std::thread> workers_;
 };

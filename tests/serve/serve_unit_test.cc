@@ -108,30 +108,33 @@ TEST(ServedModelTest, BatchesRequestsAndSplitsTheResultsBack) {
                      "preferred_batch_size: [6] }");
   auto engine = Engine::Load(kModel);
   ASSERT_TRUE(engine.ok());
-  std::vector<std::future<StatusOr<InferResult>>> futures;
-  std::vector<Tensor> inputs;
-  for (int i = 0; i < 3; ++i) {
-    inputs.push_back(Images(i + 1, i));  // 1 + 2 + 3 items: the preferred size, no waiting
-    InferRequest request;
-    request.id = std::to_string(i);
-    request.inputs["input"] = inputs.back();
-    futures.push_back(std::async(std::launch::async, InferAndWait, model.get(), request));
-  }
-  for (int i = 0; i < 3; ++i) {
-    StatusOr<InferResult> result = futures[i].get();
-    ASSERT_TRUE(result.ok()) << result.status().ToString();
-    const Tensor& got = result->outputs.at(0).second;
-    auto want = (*engine)->Run({{"input", inputs[i]}});
-    ASSERT_TRUE(want.ok());
-    ASSERT_EQ(got.shape(), (*want)[0].shape());
-    for (int64_t k = 0; k < got.num_elements(); ++k) {
-      EXPECT_NEAR(got.data<float>()[k], (*want)[0].data<float>()[k], 1e-4);
+  // Two rounds: the second batch reuses the first one's staging buffer.
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::future<StatusOr<InferResult>>> futures;
+    std::vector<Tensor> inputs;
+    for (int i = 0; i < 3; ++i) {
+      inputs.push_back(Images(i + 1, 10 * round + i));  // 1 + 2 + 3 items: the preferred size
+      InferRequest request;
+      request.id = std::to_string(i);
+      request.inputs["input"] = inputs.back();
+      futures.push_back(std::async(std::launch::async, InferAndWait, model.get(), request));
+    }
+    for (int i = 0; i < 3; ++i) {
+      StatusOr<InferResult> result = futures[i].get();
+      ASSERT_TRUE(result.ok()) << result.status().ToString();
+      const Tensor& got = result->outputs.at(0).second;
+      auto want = (*engine)->Run({{"input", inputs[i]}});
+      ASSERT_TRUE(want.ok());
+      ASSERT_EQ(got.shape(), (*want)[0].shape());
+      for (int64_t k = 0; k < got.num_elements(); ++k) {
+        EXPECT_NEAR(got.data<float>()[k], (*want)[0].data<float>()[k], 1e-4);
+      }
     }
   }
   const StatsSnapshot stats = model->stats().Snapshot();
-  EXPECT_EQ(stats.inference_count, 6u);
-  EXPECT_EQ(stats.success.count, 3u);
-  EXPECT_LT(stats.execution_count, 3u) << "the three requests should share a batch";
+  EXPECT_EQ(stats.inference_count, 12u);
+  EXPECT_EQ(stats.success.count, 6u);
+  EXPECT_LT(stats.execution_count, 6u) << "each round's three requests should share a batch";
 }
 
 TEST(ServedModelTest, RefusesWhenTheQueueIsFullAndExpiresOldRequests) {
