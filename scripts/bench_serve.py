@@ -8,6 +8,9 @@ Targets (issue 8): at concurrency 1, batch 1, a 224x224 FP32 input sent raw over
 is within 0.6 ms of a direct engine call; at concurrency 16 with dynamic batching, throughput is
 at least 90% of the engine's batch-8 throughput. Method and results: docs/serving.md, "Measured".
 
+A "floor" model that only averages the same input is measured the same way at c=1: its overhead
+is the protocol's own cost on this machine, under which the overhead model's figure cannot go.
+
 Each repeat runs, back to back: the engine (`parnet bench`, batch 1 on the overhead model, batch 8
 on each throughput model), then perf_analyzer over gRPC (raw input) at concurrency 1 on the
 overhead model and at concurrency 16 on each throughput model, against one `parnet serve` that
@@ -64,6 +67,24 @@ def export(name, widths, repo, variant):
     sh(["/usr/bin/python3", ROOT / "scripts/parnet_reference.py", "export", "--variant", variant,
         "--fused", "--size", "224", "--out", model_dir / "1/model.onnx"]
        + (["--widths", widths] if widths else []), stdout=subprocess.DEVNULL)
+    (model_dir / "config.pbtxt").write_text(CONFIG)
+    return model_dir / "1/model.onnx"
+
+
+def export_floor(repo):
+    """A model that only averages its 3x224x224 input (GlobalAveragePool): served at c=1, what is
+    left of its latency besides the engine's is the protocol's own cost (client, gRPC over
+    loopback, the server's handling), the floor under the overhead model's figure."""
+    import onnx
+    from onnx import TensorProto, helper
+    model_dir = repo / "floor"
+    (model_dir / "1").mkdir(parents=True)
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, 1, 1])
+    graph = helper.make_graph([helper.make_node("GlobalAveragePool", ["input"], ["output"])],
+                              "floor", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
+              model_dir / "1/model.onnx")
     (model_dir / "config.pbtxt").write_text(CONFIG)
     return model_dir / "1/model.onnx"
 
@@ -155,7 +176,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         repo = tmp / "repo"
-        onnx = {"overhead": export("overhead", args.overhead_widths, repo, args.variant)}
+        onnx = {"overhead": export("overhead", args.overhead_widths, repo, args.variant),
+                "floor": export_floor(repo)}
         tput = []
         counts = [int(c) for c in args.c16_requests.split(";")]
         for i, widths in enumerate(args.throughput_widths.split(";")):
@@ -168,6 +190,8 @@ def main():
                 rep = {"load": load()}
                 rep["engine_b1"] = engine(args, onnx["overhead"], 1, tmp / "e.json")["1"]
                 rep["c1"] = perf(args, "overhead", url, 1, args.c1_requests, tmp / "c1.csv")
+                rep["floor_engine_b1"] = engine(args, onnx["floor"], 1, tmp / "e.json")["1"]
+                rep["floor_c1"] = perf(args, "floor", url, 1, args.c1_requests, tmp / "c1.csv")
                 for name, _, count in tput:
                     e = engine(args, onnx[name], "1,8", tmp / "e.json")
                     rep[f"{name}_engine_b1"], rep[f"{name}_engine_b8"] = e["1"], e["8"]
@@ -199,6 +223,14 @@ def main():
     print(f"  overhead p50 per repeat: {', '.join(f'{o:+.3f}' for o in overheads)} ms; median "
           f"{statistics.median(overheads):+.3f} ms (target <= 0.6): "
           f"{'PASS' if statistics.median(overheads) <= 0.6 else 'FAIL'}")
+    floors = [r["floor_c1"]["p50 latency"] / 1000 - r["floor_engine_b1"]["p50_ms"] for r in reps]
+    print(f"floor model (GlobalAveragePool of the same input): engine batch 1 p50 "
+          f"{statistics.median(r['floor_engine_b1']['p50_ms'] for r in reps):.3f} ms; served c=1 "
+          f"p50 {med([r['floor_c1'] for r in reps], 'p50 latency') / 1000:.3f} ms")
+    print("  server breakdown (avg us): " + ", ".join(
+        f"{k} {med([r['floor_c1'] for r in reps], k):.0f}" for k in BREAKDOWN))
+    print(f"  protocol floor p50 per repeat: {', '.join(f'{o:+.3f}' for o in floors)} ms; median "
+          f"{statistics.median(floors):+.3f} ms")
     for name, widths, _ in tput:
         c16 = [r[f"{name}_c16"] for r in reps]
         e8 = [r[f"{name}_engine_b8"] for r in reps]

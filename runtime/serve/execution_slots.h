@@ -4,9 +4,9 @@
 // the pools together hold more threads than there are cores, its threads stop spinning at barriers
 // and sleep on futexes instead (its "throttled" spin count). With one worker thread per model
 // instance, a server holding a few models crossed that line, and a 2-thread instance ran the
-// overhead model 4-5x slower than `parnet bench` with 2 threads. Instance k of every model
-// therefore runs on slot k's thread: the process holds one OpenMP pool per slot, however many
-// models it serves, and never one on the main or the front ends' threads.
+// overhead model 4-5x slower than `parnet bench` with 2 threads. Instances therefore run on a
+// fixed set of slots, cores / threads of them: the process holds one OpenMP pool per slot however
+// many models it serves, and none on the main or the front ends' threads.
 #pragma once
 
 #include <condition_variable>
@@ -21,13 +21,18 @@ namespace parnet::serve {
 
 class ExecutionSlots {
  public:
-  // The process-wide slots (OpenMP's pools are process-wide state too).
+  // The process-wide slots (OpenMP's pools are process-wide state too). Never destroyed: its
+  // threads end with the process, so no static destruction order can strand a caller.
   static ExecutionSlots& Shared();
-  ~ExecutionSlots();
+
+  // The slot for a new instance with `threads` OpenMP threads: round robin over
+  // max(1, cores / threads) slots, so that the instances of several models spread over the cores
+  // while their pools together hold no more threads than there are cores. Thread-safe.
+  size_t Place(int threads);
 
   // Runs `fn` on slot `slot`'s thread, after the work queued there before it, and returns when it
-  // has finished. Slots are created on first use. Thread-safe; blocks the caller. `fn` must not
-  // throw and must not call Run() itself.
+  // has finished; rethrows what `fn` threw. Slots are created on first use. Thread-safe; blocks
+  // the caller. `fn` must not call Run() itself.
   void Run(size_t slot, const std::function<void()>& fn);
 
  private:
@@ -35,13 +40,16 @@ class ExecutionSlots {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<std::function<void()>> work;  // guarded by mu
-    bool stop = false;                       // guarded by mu
-    std::thread thread;
   };
+  ExecutionSlots() = default;
   static void Loop(Slot* slot);
+  // The slot's state, its thread started on first use. Throws std::system_error when no thread
+  // can be started (the slot is then not recorded, and the next call tries again).
+  Slot* GetSlot(size_t index);
 
   std::mutex mu_;
   std::vector<std::unique_ptr<Slot>> slots_;  // guarded by mu_; never shrinks
+  size_t next_ = 0;                           // guarded by mu_; Place()'s round robin
 };
 
 }  // namespace parnet::serve

@@ -33,7 +33,9 @@ struct InferResult {
   std::vector<std::pair<std::string, Tensor>> outputs;
 };
 
-// Called exactly once per accepted request, on a worker thread; must not block for long.
+// Called exactly once per accepted request, on a worker thread, or inside ServedModel::Submit on
+// the caller's thread (Dispatch::kCallerMayRun); must not block for long, nor take a lock that
+// the caller holds across Submit.
 using InferDone = std::function<void(StatusOr<InferResult>)>;
 
 }  // namespace parnet::serve

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <omp.h>
 #include <optional>
 
 #include "runtime/core/log_internal.h"
@@ -14,6 +15,9 @@
 
 namespace parnet::serve {
 namespace {
+
+// The most bytes of joined inputs an instance keeps for its next batch.
+constexpr size_t kMaxStagingBytes = size_t{256} << 20;
 
 uint64_t Nanos(Clock::duration d) {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
@@ -95,11 +99,9 @@ StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name
   instances = std::max(1, instances);
   EngineOptions engine_options;
   engine_options.backend = options.backend;
-  engine_options.threads = options.threads;
-  if (engine_options.threads == 0) {
-    engine_options.threads =
-        std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / instances);
-  }
+  // 0: OpenMP's own default (OMP_NUM_THREADS, else the cores this process may use), split.
+  engine_options.threads =
+      options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads() / instances);
   model->threads_ = engine_options.threads;
   // Every warmed-up batch size stays compiled; the slack is for dynamic item shapes.
   engine_options.max_cached_shapes = model->buckets_.size() + 8;
@@ -107,6 +109,10 @@ StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name
     StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*graph, engine_options);
     if (!engine.ok()) return where(engine.status());
     model->engines_.push_back(std::move(*engine));
+  }
+  for (size_t i = 0; i < model->engines_.size(); ++i) {
+    model->slots_.push_back(model->threads_ > 1 ? ExecutionSlots::Shared().Place(model->threads_)
+                                                : 0);
   }
   model->busy_.assign(model->engines_.size(), false);
   model->staging_.resize(model->engines_.size());
@@ -125,6 +131,11 @@ ServedModel::~ServedModel() {
   }
   cv_.notify_all();
   for (auto& worker : workers_) worker.join();
+  {
+    // A front end's thread may still be running a request here (Dispatch::kCallerMayRun).
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return std::find(busy_.begin(), busy_.end(), true) == busy_.end(); });
+  }
   for (auto& pending : left) {
     Finish(pending, Status(StatusCode::kUnavailable,
                            "the server is shutting down; send the request to another replica"));
@@ -273,7 +284,7 @@ Status ServedModel::Submit(InferRequest request, InferDone done, Dispatch dispat
     // Multi-threaded instances run on their ExecutionSlots thread; handing the request there
     // from here would be the same hop as through the queue.
     if (dispatch == Dispatch::kCallerMayRun && threads_ == 1 && queue_.empty() &&
-        DispatchesAloneLocked(pending)) {
+        DispatchesAlone(pending)) {
       auto idle = std::find(busy_.begin(), busy_.end(), false);
       if (idle != busy_.end()) {
         *idle = true;
@@ -289,17 +300,17 @@ Status ServedModel::Submit(InferRequest request, InferDone done, Dispatch dispat
   std::vector<Pending> alone;
   alone.push_back(std::move(pending));
   Execute(*here, std::move(alone));
-  bool waiting;  // requests queued meanwhile may be waiting for this instance
+  bool wanted;  // requests queued meanwhile, or the destructor, wait for this instance
   {
     std::lock_guard<std::mutex> lock(mu_);
     busy_[*here] = false;
-    waiting = !queue_.empty();
+    wanted = !queue_.empty() || stop_;
   }
-  if (waiting) cv_.notify_all();
+  if (wanted) cv_.notify_all();
   return Status::Ok();
 }
 
-bool ServedModel::DispatchesAloneLocked(const Pending& pending) const {
+bool ServedModel::DispatchesAlone(const Pending& pending) const {
   // What WorkerLoop would do with `pending` alone in the queue: dispatch it without waiting.
   return !batching_ || max_delay_ <= Clock::duration::zero() || pending.batch >= target_batch_;
 }
@@ -386,11 +397,8 @@ void ServedModel::WorkerLoop(size_t instance) {
     }
     if (batch.empty()) continue;
     Execute(instance, std::move(batch));
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      busy_[instance] = false;
-    }
-    cv_.notify_all();
+    std::lock_guard<std::mutex> lock(mu_);  // only this thread waits for busy_[instance] here
+    busy_[instance] = false;
   }
 }
 
@@ -399,7 +407,7 @@ StatusOr<std::vector<Tensor>> ServedModel::RunInstance(
   Engine& engine = *engines_[instance];
   if (threads_ == 1) return engine.Run(inputs);  // no OpenMP pool: any thread will do
   StatusOr<std::vector<Tensor>> outputs = Internal("the execution slot did not run");
-  ExecutionSlots::Shared().Run(instance, [&] { outputs = engine.Run(inputs); });
+  ExecutionSlots::Shared().Run(slots_[instance], [&] { outputs = engine.Run(inputs); });
   return outputs;
 }
 
@@ -407,7 +415,7 @@ Status ServedModel::PrepareInstance(size_t instance, const std::map<std::string,
   Engine& engine = *engines_[instance];
   if (threads_ == 1) return engine.Prepare(shapes);
   Status status = Internal("the execution slot did not run");
-  ExecutionSlots::Shared().Run(instance, [&] { status = engine.Prepare(shapes); });
+  ExecutionSlots::Shared().Run(slots_[instance], [&] { status = engine.Prepare(shapes); });
   return status;
 }
 
@@ -427,6 +435,7 @@ StatusOr<std::map<std::string, Tensor>> ServedModel::AssembleInputs(
     // 8 images of 224x224): reuse the last one once the engine and the results let go of it.
     Tensor& joined = staging_[instance][name];
     if (!joined.sole_owner() || joined.dtype() != model_dtype || joined.shape() != shape) {
+      joined = Tensor();  // let go of the old buffer before allocating the new one
       joined = Tensor(model_dtype, shape);
     }
     auto* dst = static_cast<std::byte*>(joined.raw_data());
@@ -438,11 +447,35 @@ StatusOr<std::map<std::string, Tensor>> ServedModel::AssembleInputs(
     auto* end = static_cast<std::byte*>(joined.raw_data()) + joined.num_bytes();
     std::memset(dst, 0, static_cast<size_t>(end - dst));  // the padding rows
     inputs[name] = joined;
+    // Keep no more than kMaxStagingBytes between batches (dynamic item shapes can be large).
+    if (joined.num_bytes() > kMaxStagingBytes) joined = Tensor();
   }
   return inputs;
 }
 
 void ServedModel::Execute(size_t instance, std::vector<Pending> batch) {
+  StatusOr<std::vector<InferResult>> results = Internal("the batch did not run");
+  try {
+    results = RunBatch(instance, batch);
+  } catch (const std::bad_alloc&) {
+    results = Status(StatusCode::kResourceExhausted,
+                     "out of memory running a batch of " + std::to_string(batch.size()) +
+                         " requests on model '" + name_ +
+                         "'; send smaller requests or lower max_batch_size");
+  } catch (const std::exception& e) {
+    results = Internal("running a batch on model '" + name_ + "': " + e.what());
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (results.ok()) {
+      Finish(batch[i], std::move((*results)[i]));
+    } else {
+      Finish(batch[i], results.status());
+    }
+  }
+}
+
+StatusOr<std::vector<InferResult>> ServedModel::RunBatch(size_t instance,
+                                                         const std::vector<Pending>& batch) {
   const Clock::time_point start = Clock::now();
   int64_t items = 0;
   for (const auto& p : batch) {
@@ -453,29 +486,21 @@ void ServedModel::Execute(size_t instance, std::vector<Pending> batch) {
   if (config_.max_batch_size() > 0) {
     padded = *std::lower_bound(buckets_.begin(), buckets_.end(), items);
   }
-  StatusOr<std::map<std::string, Tensor>> inputs = AssembleInputs(instance, batch, padded);
+  ASSIGN_OR_RETURN(auto inputs, AssembleInputs(instance, batch, padded));
   const Clock::time_point assembled = Clock::now();
-  StatusOr<std::vector<Tensor>> outputs =
-      inputs.ok() ? RunInstance(instance, *inputs) : StatusOr<std::vector<Tensor>>(inputs.status());
+  ASSIGN_OR_RETURN(std::vector<Tensor> outputs, RunInstance(instance, inputs));
   const Clock::time_point ran = Clock::now();
-  if (!outputs.ok()) {
-    for (auto& p : batch) Finish(p, outputs.status());
-    return;
-  }
   std::vector<InferResult> results(batch.size());
   const bool batched = config_.max_batch_size() > 0;
-  Status split;
-  for (int o = 0; o < config_.output_size() && split.ok(); ++o) {
-    const auto& out_config = config_.output(o);
+  for (const auto& out_config : config_.output()) {
     const auto& names = engines_[instance]->output_names();
     const size_t index = std::find(names.begin(), names.end(), out_config.name()) - names.begin();
-    const Tensor& out = (*outputs)[index];
+    const Tensor& out = outputs[index];
     if (batched && (out.rank() < 1 || out.dim(0) != padded)) {
-      split = Internal("output '" + out_config.name() + "' has shape " +
-                       ShapeToString(out.shape()) + ", not batch-first with " +
-                       std::to_string(padded) + " rows; the model cannot be batched: set "
-                       "max_batch_size: 0");
-      break;
+      return Internal("output '" + out_config.name() + "' has shape " +
+                      ShapeToString(out.shape()) + ", not batch-first with " +
+                      std::to_string(padded) + " rows; the model cannot be batched: set "
+                      "max_batch_size: 0");
     }
     const DType wire = DTypeFromConfig(out_config.data_type());
     int64_t row = 0;
@@ -486,19 +511,10 @@ void ServedModel::Execute(size_t instance, std::vector<Pending> batch) {
       row += batch[i].batch;
     }
   }
-  const Clock::time_point split_done = Clock::now();
-  if (split.ok()) {
-    stats_.RecordExecution(static_cast<uint64_t>(items), static_cast<uint64_t>(padded),
-                           Nanos(assembled - start), Nanos(ran - assembled),
-                           Nanos(split_done - ran));
-  }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    if (split.ok()) {
-      Finish(batch[i], std::move(results[i]));
-    } else {
-      Finish(batch[i], split);
-    }
-  }
+  stats_.RecordExecution(static_cast<uint64_t>(items), static_cast<uint64_t>(padded),
+                         Nanos(assembled - start), Nanos(ran - assembled),
+                         Nanos(Clock::now() - ran));
+  return results;
 }
 
 }  // namespace parnet::serve

@@ -90,16 +90,21 @@ class ServedModel {
   std::vector<Pending> TakeBatchLocked();
   int64_t CompatibleItemsLocked() const;
   void ExpireLocked(Clock::time_point now, std::vector<Pending>* expired);
-  // REQUIRES: mu_ held. Whether `pending`, arriving now, would be dispatched alone at once.
-  bool DispatchesAloneLocked(const Pending& pending) const;
-  // REQUIRES: busy_[instance] set by the caller, who clears it afterwards.
+  // Whether `pending`, arriving at an empty queue, would be dispatched alone at once.
+  bool DispatchesAlone(const Pending& pending) const;
+  // Runs `batch` and answers every request in it. REQUIRES: busy_[instance] set by the caller,
+  // who clears it afterwards.
   void Execute(size_t instance, std::vector<Pending> batch);
+  // The results of `batch`, split per request; throws std::bad_alloc (Execute answers
+  // RESOURCE_EXHAUSTED).
+  StatusOr<std::vector<InferResult>> RunBatch(size_t instance, const std::vector<Pending>& batch);
   // Runs engines_[instance] where its OpenMP threads belong (see the file comment).
   StatusOr<std::vector<Tensor>> RunInstance(size_t instance,
                                             const std::map<std::string, Tensor>& inputs);
   Status PrepareInstance(size_t instance, const std::map<std::string, Shape>& shapes);
   // The batch's inputs, joined into the instance's staging buffers (reused while nothing else
-  // holds them) and padded with zero rows to `padded`. REQUIRES: busy_[instance] held by the caller.
+  // holds them) and padded with zero rows to `padded`. REQUIRES: the caller holds
+  // busy_[instance].
   StatusOr<std::map<std::string, Tensor>> AssembleInputs(size_t instance,
                                                         const std::vector<Pending>& batch,
                                                         int64_t padded);
@@ -121,6 +126,7 @@ class ServedModel {
 
   int threads_ = 1;  // OpenMP threads of each instance
   std::vector<std::unique_ptr<Engine>> engines_;
+  std::vector<size_t> slots_;  // per instance: its ExecutionSlots slot (when threads_ > 1)
   ModelStats stats_;
   std::atomic<bool> ready_{false};
 
