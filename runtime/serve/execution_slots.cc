@@ -45,16 +45,18 @@ ExecutionSlots::Slot* ExecutionSlots::GetSlot(size_t index) {
 
 void ExecutionSlots::Run(size_t index, const std::function<void()>& fn) {
   Slot* slot = GetSlot(index);
-  std::promise<void> finished;
-  std::future<void> done = finished.get_future();
+  // Shared with the slot's copy of the work: this caller may return (and would destroy a promise
+  // of its own) while set_value() is still waking it.
+  auto finished = std::make_shared<std::promise<void>>();
+  std::future<void> done = finished->get_future();
   {
     std::lock_guard<std::mutex> lock(slot->mu);
-    slot->work.push_back([&] {
+    slot->work.push_back([&fn, finished] {
       try {
         fn();
-        finished.set_value();
+        finished->set_value();
       } catch (...) {
-        finished.set_exception(std::current_exception());
+        finished->set_exception(std::current_exception());
       }
     });
   }
