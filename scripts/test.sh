@@ -3,7 +3,8 @@
 #   1. scripts/setup.sh (Debian packages; quick when present)
 #   2. Release build (CMake + Ninja, -j2) and the whole ctest suite
 #   3. the README's main command (scripts/demo.sh) on the shipped model, accuracy >= 92%
-#   4. AddressSanitizer + UBSan build of the bad-input and conformance suites (ctest -L asan)
+#   4. AddressSanitizer + UBSan build of the bad-input, conformance and serving-core suites
+#      (ctest -L asan)
 # Each phase prints how long it took. Exit status is non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,8 @@ demo_check() {
 }
 phase demo demo_check
 phase asan-configure cmake -G Ninja -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPARNET_SANITIZE=ON
-phase asan-build ninja -C build-asan -j"$JOBS" parnet graph_test core_test io_test exec_test passes_test parnet_onnx_conformance
+phase asan-build ninja -C build-asan -j"$JOBS" parnet graph_test core_test io_test exec_test passes_test parnet_onnx_conformance \
+  serve_test
 # detect_leaks=0: libgomp keeps its thread pool alive at exit, which LeakSanitizer reports.
 phase asan-test env ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1 \
   ctest --test-dir build-asan -L asan -j"$JOBS" --output-on-failure
