@@ -9,8 +9,8 @@
 
 #include "runtime/core/log_internal.h"
 #include "runtime/graph/onnx_import.h"
-#include "runtime/serve/execution_slots.h"
 #include "runtime/serve/datatype.h"
+#include "runtime/serve/execution_slots.h"
 #include "runtime/serve/model_config.h"
 
 namespace parnet::serve {
