@@ -41,6 +41,17 @@ Loaded Load(const std::string& name, int64_t batch, int64_t size) {
   return {*specialized, *stages};
 }
 
+// The exact search's plan for ParNet-M at batch 1 and 224x224 on `cluster`, made for the model
+// hash "abc123".
+Plan BestPlan(const Loaded& m, const Cluster& cluster) {
+  auto costs = BuildCostModel(m.stages, cluster, nullptr, 1);
+  EXPECT_TRUE(costs.ok()) << costs.status().message();
+  const SearchResult best = FindBestPlacement(m.stages, *costs);
+  PlanTarget target{"m_fused.onnx", "abc123", cluster, {{"input", {1, 3, 224, 224}}}, 1,
+                    "roofline"};
+  return MakePlan(target, m.specialized, m.stages, best.schedule);
+}
+
 // The stage graph's shape: names, edges and the types of the values on them.
 std::vector<std::string> Signature(const Loaded& m) {
   std::vector<std::string> out;
@@ -121,12 +132,7 @@ TEST(StagesTest, PartitionsParNetMOntoOneToFourDevicesUnderASecondEach) {
 TEST(StagesTest, PlansValidateAndTamperedOnesAreRefused) {
   const Loaded m = Load("m_fused", 1, 224);
   const Cluster cluster = Identical(3, 200);
-  auto costs = BuildCostModel(m.stages, cluster, nullptr, 1);
-  ASSERT_TRUE(costs.ok());
-  const SearchResult best = FindBestPlacement(m.stages, *costs);
-  PlanTarget target{"m_fused.onnx", "abc123", cluster, {{"input", {1, 3, 224, 224}}}, 1,
-                    "roofline"};
-  const Plan plan = MakePlan(target, m.specialized, m.stages, best.schedule);
+  const Plan plan = BestPlan(m, cluster);
   ASSERT_TRUE(ValidatePlan(plan, m.specialized).ok())
       << ValidatePlan(plan, m.specialized).message();
   EXPECT_TRUE(CheckPlanFor(plan, "abc123", cluster).ok());
@@ -164,12 +170,7 @@ TEST(StagesTest, PlansValidateAndTamperedOnesAreRefused) {
 
 TEST(StagesTest, MalformedPlansAreRefusedNotCrashedOn) {
   const Loaded m = Load("m_fused", 1, 224);
-  const Cluster cluster = Identical(3, 200);
-  auto costs = BuildCostModel(m.stages, cluster, nullptr, 1);
-  ASSERT_TRUE(costs.ok());
-  const SearchResult best = FindBestPlacement(m.stages, *costs);
-  PlanTarget target{"m", "sha", cluster, {{"input", {1, 3, 224, 224}}}, 1, "roofline"};
-  const Plan plan = MakePlan(target, m.specialized, m.stages, best.schedule);
+  const Plan plan = BestPlan(m, Identical(3, 200));
   ASSERT_TRUE(ValidatePlan(plan, m.specialized).ok());
   ASSERT_GE(plan.transfers_size(), 1);
   auto refused = [&](Plan bad, const std::string& needle) {
