@@ -136,6 +136,21 @@ def med(rows, key):
     return statistics.median(r[key] for r in rows)
 
 
+def report_c1(reps, prefix, title, what):
+    """Prints one model's c=1 figures (engine batch 1 against served) and returns the served p50
+    minus the engine's p50 per repeat, in ms."""
+    engine_b1 = [r[f"{prefix}engine_b1"] for r in reps]
+    c1 = [r[f"{prefix}c1"] for r in reps]
+    print(f"{title}:")
+    print(f"  engine batch 1 p50 {med(engine_b1, 'p50_ms'):.3f} ms; served c=1 p50 "
+          f"{med(c1, 'p50 latency') / 1000:.3f} ms, p90 {med(c1, 'p90 latency') / 1000:.3f} ms, "
+          f"p99 {med(c1, 'p99 latency') / 1000:.3f} ms")
+    print("  server breakdown (avg us): " + ", ".join(f"{k} {med(c1, k):.0f}" for k in BREAKDOWN))
+    diffs = [c["p50 latency"] / 1000 - e["p50_ms"] for c, e in zip(c1, engine_b1)]
+    print(f"  {what} p50 per repeat: {', '.join(f'{d:+.3f}' for d in diffs)} ms")
+    return diffs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parnet", default=str(ROOT / "build/runtime/cli/parnet"))
@@ -208,29 +223,17 @@ def main():
         pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
 
     reps = result["repeats"]
-    overheads = [r["c1"]["p50 latency"] / 1000 - r["engine_b1"]["p50_ms"] for r in reps]
     print(f"\n{args.variant} variant at 224x224 FP32, fused, random weights; threads "
           f"{args.threads} (engine and served instance){'; pinned' if args.pin else ''}; "
           f"{len(reps)} repeats, medians; load "
           f"{' '.join(result['load_before'])} before, {' '.join(result['load_after'])} after")
-    print(f"overhead model (widths {args.overhead_widths}):")
-    print(f"  engine batch 1 p50 {statistics.median(r['engine_b1']['p50_ms'] for r in reps):.3f}"
-          f" ms; served c=1 p50 {med([r['c1'] for r in reps], 'p50 latency') / 1000:.3f} ms, "
-          f"p90 {med([r['c1'] for r in reps], 'p90 latency') / 1000:.3f} ms, p99 "
-          f"{med([r['c1'] for r in reps], 'p99 latency') / 1000:.3f} ms")
-    print("  server breakdown (avg us): " + ", ".join(
-        f"{k} {med([r['c1'] for r in reps], k):.0f}" for k in BREAKDOWN))
-    print(f"  overhead p50 per repeat: {', '.join(f'{o:+.3f}' for o in overheads)} ms; median "
-          f"{statistics.median(overheads):+.3f} ms (target <= 0.6): "
+    overheads = report_c1(reps, "", f"overhead model (widths {args.overhead_widths})",
+                          "overhead")
+    print(f"  median {statistics.median(overheads):+.3f} ms (target <= 0.6): "
           f"{'PASS' if statistics.median(overheads) <= 0.6 else 'FAIL'}")
-    floors = [r["floor_c1"]["p50 latency"] / 1000 - r["floor_engine_b1"]["p50_ms"] for r in reps]
-    print(f"floor model (GlobalAveragePool of the same input): engine batch 1 p50 "
-          f"{statistics.median(r['floor_engine_b1']['p50_ms'] for r in reps):.3f} ms; served c=1 "
-          f"p50 {med([r['floor_c1'] for r in reps], 'p50 latency') / 1000:.3f} ms")
-    print("  server breakdown (avg us): " + ", ".join(
-        f"{k} {med([r['floor_c1'] for r in reps], k):.0f}" for k in BREAKDOWN))
-    print(f"  protocol floor p50 per repeat: {', '.join(f'{o:+.3f}' for o in floors)} ms; median "
-          f"{statistics.median(floors):+.3f} ms")
+    floors = report_c1(reps, "floor_", "floor model (GlobalAveragePool of the same input)",
+                       "protocol floor")
+    print(f"  median {statistics.median(floors):+.3f} ms")
     for name, widths, _ in tput:
         c16 = [r[f"{name}_c16"] for r in reps]
         e8 = [r[f"{name}_engine_b8"] for r in reps]
