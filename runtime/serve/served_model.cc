@@ -402,20 +402,24 @@ void ServedModel::WorkerLoop(size_t instance) {
   }
 }
 
+void ServedModel::OnInstanceThreads(size_t instance, const std::function<void()>& fn) {
+  if (threads_ == 1) {
+    fn();  // no OpenMP pool: any thread will do
+  } else {
+    ExecutionSlots::Shared().Run(slots_[instance], fn);
+  }
+}
+
 StatusOr<std::vector<Tensor>> ServedModel::RunInstance(
     size_t instance, const std::map<std::string, Tensor>& inputs) {
-  Engine& engine = *engines_[instance];
-  if (threads_ == 1) return engine.Run(inputs);  // no OpenMP pool: any thread will do
   StatusOr<std::vector<Tensor>> outputs = Internal("the execution slot did not run");
-  ExecutionSlots::Shared().Run(slots_[instance], [&] { outputs = engine.Run(inputs); });
+  OnInstanceThreads(instance, [&] { outputs = engines_[instance]->Run(inputs); });
   return outputs;
 }
 
 Status ServedModel::PrepareInstance(size_t instance, const std::map<std::string, Shape>& shapes) {
-  Engine& engine = *engines_[instance];
-  if (threads_ == 1) return engine.Prepare(shapes);
   Status status = Internal("the execution slot did not run");
-  ExecutionSlots::Shared().Run(slots_[instance], [&] { status = engine.Prepare(shapes); });
+  OnInstanceThreads(instance, [&] { status = engines_[instance]->Prepare(shapes); });
   return status;
 }
 

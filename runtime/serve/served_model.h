@@ -18,6 +18,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -98,7 +99,9 @@ class ServedModel {
   // The results of `batch`, split per request; throws std::bad_alloc (Execute answers
   // RESOURCE_EXHAUSTED).
   StatusOr<std::vector<InferResult>> RunBatch(size_t instance, const std::vector<Pending>& batch);
-  // Runs engines_[instance] where its OpenMP threads belong (see the file comment).
+  // Calls `fn` where the OpenMP threads of engines_[instance] belong (see the file comment): on
+  // this thread for a single-threaded instance, else on its ExecutionSlots thread.
+  void OnInstanceThreads(size_t instance, const std::function<void()>& fn);
   StatusOr<std::vector<Tensor>> RunInstance(size_t instance,
                                             const std::map<std::string, Tensor>& inputs);
   Status PrepareInstance(size_t instance, const std::map<std::string, Shape>& shapes);
