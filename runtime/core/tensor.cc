@@ -103,6 +103,12 @@ Tensor Tensor::Borrow(DType dtype, Shape shape, void* data) {
   return t;
 }
 
+void Tensor::ReuseOrAllocate(DType dtype, const Shape& shape) {
+  if (sole_owner() && dtype_ == dtype && shape_ == shape) return;
+  *this = Tensor();  // the old bytes go before the new ones are allocated
+  *this = Tensor(dtype, shape);
+}
+
 Tensor Tensor::Reshaped(Shape shape) const {
   assert(NumElements(shape) == num_elements());
   Tensor t = *this;

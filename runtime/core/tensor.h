@@ -74,6 +74,10 @@ class Tensor {
   size_t num_bytes() const;
   // True when this handle is the only one holding its (owned) bytes, so they may be reused.
   bool sole_owner() const { return owned_ != nullptr && owned_.use_count() == 1; }
+  // For a buffer kept across runs: keeps the bytes (and their old contents) when this handle is
+  // their sole owner and already `dtype` of `shape`; otherwise lets them go and allocates new
+  // zero-filled ones. Throws std::bad_alloc like the constructor.
+  void ReuseOrAllocate(DType dtype, const Shape& shape);
 
   void* raw_data() { return data_; }
   const void* raw_data() const { return data_; }

@@ -268,9 +268,7 @@ Result PlanRunner::Impl::Execute(int d, const Job& job) {
         // Receive buffers are reused across requests when nothing else holds the last one (a
         // value returned to the caller, or still read by a stage, is not overwritten).
         Tensor& kept = receive_buffers.at(d)[value];
-        if (!kept.sole_owner() || kept.dtype() != type->dtype || kept.shape() != type->shape) {
-          kept = Tensor(type->dtype, type->shape);
-        }
+        kept.ReuseOrAllocate(type->dtype, type->shape);
         // Map nodes do not move: the transport may keep a pointer to the buffer.
         Incoming& in = incoming.emplace(value, Incoming{from, kept, nullptr}).first->second;
         auto pending = transport->Recv(from, d, tags.at(value), &in.buffer);
