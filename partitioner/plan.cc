@@ -6,9 +6,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
-#include <iomanip>
 #include <set>
-#include <sstream>
 
 #include "partitioner/cluster.h"
 #include "partitioner/search.h"
@@ -21,12 +19,6 @@ std::string ShapeText(const Shape& shape) {
   std::string out;
   for (size_t i = 0; i < shape.size(); ++i) out += (i ? "," : "") + std::to_string(shape[i]);
   return out;
-}
-
-std::string Ms(double ms) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(ms < 10 ? 3 : 2) << ms;
-  return out.str();
 }
 
 // Values crossing into / out of each stage, from node membership alone.
