@@ -411,6 +411,11 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& optio
   const int threads = std::max(options.threads, 1);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   s.set_keep_alive_max_count(1000000);
+  // cpp-httplib writes a response's headers and body in separate send() calls. With Nagle's
+  // algorithm on, the body then waits for the ACK of the headers, which the client delays by up
+  // to 40 ms: every keep-alive request paid that (perf_analyzer over HTTP: p50 43.9 ms for a
+  // 0.14 ms model).
+  s.set_tcp_nodelay(true);
   s.set_payload_max_length(options.max_body_bytes);
   const size_t limit = options.max_body_bytes;
   s.set_error_handler([limit](const httplib::Request& req, httplib::Response& res) {
