@@ -10,6 +10,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "runtime/cli/commands.h"
 #include "runtime/cli/plan_commands.h"
@@ -86,6 +87,7 @@ StatusOr<Case> Measure(Engine& engine, const BenchOptions& options, int batch) {
     RETURN_IF_ERROR(engine.Run({{input, x}}).status());
     c.ms.push_back(
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (options.idle_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(options.idle_us));
   }
   c.p50 = Percentile(c.ms, 0.5);
   c.p90 = Percentile(c.ms, 0.9);
@@ -107,7 +109,8 @@ Status WriteReports(const BenchOptions& options, const std::vector<Case>& cases,
     if (!csv) return Internal("cannot write '" + options.csv + "'");
   }
   if (!options.json.empty()) {
-    nlohmann::json j = {{"machine", machine}, {"cases", nlohmann::json::array()}};
+    nlohmann::json j = {
+        {"machine", machine}, {"idle_us", options.idle_us}, {"cases", nlohmann::json::array()}};
     for (const Case& c : cases) {
       j["cases"].push_back({{"batch", c.batch},
                             {"p50_ms", c.p50},
@@ -139,6 +142,7 @@ Status Bench(const BenchOptions& options) {
   std::printf("model:    %s\ncpu:      %s\nbackend:  %s\nthreads:  %d (OpenMP), affinity cpus %s\n",
               options.model.c_str(), CpuModel().c_str(), engine->backend_description().c_str(),
               threads, Affinity().c_str());
+  if (options.idle_us > 0) std::printf("idle:     %d us after each timed run\n", options.idle_us);
   std::printf("\n%6s %10s %10s %10s %12s %10s %6s\n", "batch", "p50 ms", "p90 ms", "p99 ms",
               "images/s", "GFLOP/s", "runs");
   std::vector<Case> cases;
@@ -157,7 +161,14 @@ Status Bench(const BenchOptions& options) {
 }  // namespace
 
 int RunBench(const BenchOptions& options) {
-  if (!options.plan.empty() || transport::LaunchedByMpirun()) return BenchOnPlan(options);
+  if (!options.plan.empty() || transport::LaunchedByMpirun()) {
+    if (options.idle_us > 0) {
+      std::cerr << "parnet bench: --idle-us applies to one engine in this process; drop it "
+                   "when measuring a plan\n";
+      return 1;
+    }
+    return BenchOnPlan(options);
+  }
   const Status status = Bench(options);
   if (!status.ok()) {
     std::cerr << "parnet bench: " << status.ToString() << "\n";

@@ -65,6 +65,9 @@ struct BenchOptions {
   int warmup = 3;
   double seconds = 5.0;  // per case, after warm-up
   int min_iters = 10;
+  // Idle time after each timed run, as a served model at concurrency 1 idles while the reply
+  // travels and the next request arrives; 0: back to back.
+  int idle_us = 0;
   std::string csv;
   std::string json;
   std::string plan;  // measure the plan's devices against its prediction

@@ -79,6 +79,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   bench_cmd->add_option("--min-iters", bench.min_iters, "Timed runs at least")
       ->capture_default_str();
+  bench_cmd->add_option("--idle-us", bench.idle_us,
+                        "Sleep this long after each timed run (the gaps a served model sees at "
+                        "concurrency 1)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   bench_cmd->add_option("--csv", bench.csv, "Write the results as CSV");
   bench_cmd->add_option("--json", bench.json, "Write the results (with every latency) as JSON");
   bench_cmd->add_option("--plan", bench.plan,

@@ -54,6 +54,9 @@ expect missing_labels 1 "NOT_FOUND.*nolabels.txt" -- "$PARNET" run --model "$M" 
 expect unknown_backend 1 "backend 'tpu' is not available.*cpu" -- "$PARNET" run --model "$M" --input "$WORK/good.npy" --backend tpu
 expect bench 0 "^ +4 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9]+" -- "$PARNET" bench --model "$M" --batch 1,4 --size 32 --seconds 0.2 --min-iters 3 --json "$WORK/b.json" --csv "$WORK/b.csv"
 expect bench_json 0 "ok 2 cases" -- /usr/bin/python3 -c "import json; j = json.load(open('$WORK/b.json')); assert [c['batch'] for c in j['cases']] == [1, 4] and all(len(c['latencies_ms']) >= 3 and c['gflops'] > 0 for c in j['cases']) and 'ISA' in j['machine']['backend']; print('ok', len(j['cases']), 'cases')"
+expect bench_idle 0 "idle: +20000 us" -- "$PARNET" bench --model "$M" --batch 1 --size 32 --seconds 0 --min-iters 3 --idle-us 20000 --json "$WORK/idle.json"
+expect bench_idle_json 0 "ok idle" -- /usr/bin/python3 -c "import json; j = json.load(open('$WORK/idle.json')); assert j['idle_us'] == 20000 and len(j['cases'][0]['latencies_ms']) == 3; print('ok idle')"
+expect bench_idle_plan 1 "idle-us applies to one engine" -- "$PARNET" bench --model "$M" --plan "$WORK/none.json" --idle-us 5
 expect bench_bad_batch 1 "batch values must be >= 1" -- "$PARNET" bench --model "$M" --batch 0 --size 32
 expect eval_dataset 1 "unknown dataset 'imagenet'" -- "$PARNET" eval --model "$M" --dataset imagenet
 expect eval_missing_data 1 "NOT_FOUND.*t10k-images" -- "$PARNET" eval --model "$M" --data-dir "$WORK/nowhere"
