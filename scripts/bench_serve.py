@@ -11,12 +11,19 @@ at least 90% of the engine's batch-8 throughput. Method and results: docs/servin
 A "floor" model that only averages the same input is measured the same way at c=1: its overhead
 is the protocol's own cost on this machine, under which the overhead model's figure cannot go.
 
-Each repeat runs, back to back: the engine (`parnet bench`, batch 1 on the overhead model, batch 8
-on each throughput model), then perf_analyzer over gRPC (raw input) at concurrency 1 on the
-overhead model and at concurrency 16 on each throughput model, against one `parnet serve` that
-holds all the models. Server and engine use the same OpenMP thread count (--threads, default 1:
-on a 2-core machine the other core goes to perf_analyzer and gRPC). The summary gives medians
-over the repeats.
+Each repeat runs, back to back, against one `parnet serve` that holds all the models: the engine
+(`parnet bench`), perf_analyzer over gRPC (raw input), then the engine again, for batch 1 of the
+overhead and floor models at concurrency 1 and for batch 8 of each throughput model against
+concurrency 16. The engine figure a served one is compared with is the mean of the runs just
+before and just after it, so that the machine's drift between them cancels to first order.
+Server and engine use the same OpenMP thread count (--threads, default 1: on a 2-core machine
+the other core goes to perf_analyzer and gRPC). The summary gives medians over the repeats.
+
+Also per repeat: the engine on the overhead model idling after each run as long as the served
+instance idled between requests (`parnet bench --idle-us`; what a machine does to a core that
+idles is not the server's doing), the floor model over HTTP, and with --triton the same floor
+computation served by NVIDIA's Triton (scripts/setup_triton_peer.sh) over gRPC and HTTP: the
+peer, side by side, with the same client.
 
 perf_analyzer exits with status 2 when its measurement windows do not stabilize (its
 STABILITY_ERROR; request errors are status 99). Windows here are counted in requests
@@ -89,16 +96,25 @@ def export_floor(repo):
     return model_dir / "1/model.onnx"
 
 
-def engine(args, onnx, batch, out_json):
+def engine(args, onnx, batch, out_json, idle_us=0):
     parnet, threads, seconds = args.parnet, args.threads, args.seconds
     sh([*args.server_prefix, parnet, "bench", "--model", onnx, "--batch", batch, "--size", "224",
-        "--threads", threads, "--seconds", seconds, "--json", out_json], stdout=subprocess.DEVNULL)
+        "--threads", threads, "--seconds", seconds, "--idle-us", idle_us, "--json", out_json],
+       stdout=subprocess.DEVNULL)
     return {str(c["batch"]): {"p50_ms": c["p50_ms"], "images_per_s": c["images_per_s"]}
             for c in json.load(open(out_json))["cases"]}
 
 
-def perf(args, model, url, concurrency, requests, out_csv):
-    base = [*args.client_prefix, VENV / "bin/perf_analyzer", "-m", model, "-u", url, "-i", "grpc",
+def bracket(before, after):
+    """An engine figure measured just before and just after the served one it is compared with:
+    the mean of the two, so that a drift of the machine between them cancels to first order."""
+    return {"p50_ms": (before["p50_ms"] + after["p50_ms"]) / 2,
+            "images_per_s": (before["images_per_s"] + after["images_per_s"]) / 2,
+            "before": before, "after": after}
+
+
+def perf(args, model, url, concurrency, requests, out_csv, protocol="grpc"):
+    base = [*args.client_prefix, VENV / "bin/perf_analyzer", "-m", model, "-u", url, "-i", protocol,
             "-b", "1", "--concurrency-range", concurrency, "--percentile", "50", "-f", out_csv]
     stable = [*base, "--measurement-mode", "count_windows", "--measurement-request-count",
               requests, "--stability-percentage", args.stability_percent, "--max-trials",
@@ -125,11 +141,82 @@ def start_server(args, repo):
          str(args.threads)],
         stdout=subprocess.PIPE, text=True)
     for line in server.stdout:
-        m = re.search(r"ready: grpc (\d+)", line)
+        m = re.search(r"ready: grpc (\d+) http (\d+)", line)
         if m:
             threading.Thread(target=server.stdout.read, daemon=True).start()
-            return server, f"127.0.0.1:{m.group(1)}"
+            return server, f"127.0.0.1:{m.group(1)}", f"127.0.0.1:{m.group(2)}"
     sys.exit("parnet serve did not start")
+
+
+TRITON_FLOOR = """import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            x = pb_utils.get_input_tensor_by_name(request, "input").as_numpy()
+            y = x.mean(axis=(2, 3), keepdims=True, dtype="float32")
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("output", y)]))
+        return responses
+"""
+
+
+def export_triton_floor(repo):
+    """The floor model for Triton: the same average of the same input, in Triton's Python backend
+    (the only backend its PyPI build carries), with the same batching configuration."""
+    model_dir = repo / "floor"
+    (model_dir / "1").mkdir(parents=True)
+    (model_dir / "1/model.py").write_text(TRITON_FLOOR)
+    (model_dir / "config.pbtxt").write_text('backend: "python"\n' + CONFIG + """
+output [ { name: "output" data_type: TYPE_FP32 dims: [ 3, 1, 1 ] } ]
+instance_group [ { count: 1 kind: KIND_CPU } ]
+""")
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_triton(args, repo):
+    """tritonserver from scripts/setup_triton_peer.sh on `repo`; returns the process, its gRPC and
+    HTTP addresses and its version."""
+    import urllib.request
+    peer = pathlib.Path(args.triton).resolve()
+    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
+    env = dict(os.environ, LD_LIBRARY_PATH=str(peer / "lib"))
+    server = subprocess.Popen(
+        list(map(str, [*args.server_prefix, peer / "bin/tritonserver", "--model-repository", repo,
+                       "--backend-directory", peer / "backends", "--grpc-address", "127.0.0.1",
+                       "--http-address", "127.0.0.1", "--grpc-port", grpc_port, "--http-port",
+                       http_port, "--metrics-port", metrics_port, "--log-info", "false"])),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready") as r:
+                if r.status == 200:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2") as m:
+                        version = json.load(m)["version"]
+                    return (server, f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}",
+                            version)
+        except OSError:
+            pass
+        if server.poll() is not None:
+            break
+        time.sleep(0.5)
+    server.kill()
+    sys.exit("tritonserver did not become ready; run scripts/setup_triton_peer.sh")
+
+
+def protocol_us(row):
+    """perf_analyzer's averages of what the protocol costs a request outside the model: client
+    send and receive, network + server send/receive, queue (compute is the backend's)."""
+    return sum(row[k] for k in ("Client Send", "Network+Server Send/Recv", "Server Queue",
+                                "Client Recv"))
 
 
 def med(rows, key):
@@ -174,6 +261,10 @@ def main():
                     help="pin the server and the engine runs to the last --threads cores and "
                          "perf_analyzer to the others (taskset), so that client and model never "
                          "share a core")
+    ap.add_argument("--triton", metavar="DIR",
+                    help="also measure Triton Inference Server (from scripts/"
+                         "setup_triton_peer.sh, e.g. .triton-peer) on the floor model at c=1 over "
+                         "gRPC and HTTP, beside parnet, with the same perf_analyzer")
     ap.add_argument("--json", help="write every repeat's numbers here")
     args = ap.parse_args()
     args.server_prefix, args.client_prefix = [], []
@@ -199,24 +290,50 @@ def main():
             name = f"throughput{i}"
             onnx[name] = export(name, None if widths == "default" else widths, repo, args.variant)
             tput.append((name, widths, counts[min(i, len(counts) - 1)]))
-        server, url = start_server(args, repo)
+        server, url, http_url = start_server(args, repo)
+        triton = None
         try:
+            if args.triton:
+                triton_repo = tmp / "triton-repo"
+                export_triton_floor(triton_repo)
+                triton = start_triton(args, triton_repo)
+                result["triton_version"] = triton[3]
             for r in range(args.repeats):
                 rep = {"load": load()}
-                rep["engine_b1"] = engine(args, onnx["overhead"], 1, tmp / "e.json")["1"]
+                before = engine(args, onnx["overhead"], 1, tmp / "e.json")["1"]
                 rep["c1"] = perf(args, "overhead", url, 1, args.c1_requests, tmp / "c1.csv")
-                rep["floor_engine_b1"] = engine(args, onnx["floor"], 1, tmp / "e.json")["1"]
+                rep["engine_b1"] = bracket(before, engine(args, onnx["overhead"], 1,
+                                                          tmp / "e.json")["1"])
+                # The engine again, idling after each run as long as the served instance idled
+                # between its runs (served p50 minus its mean compute).
+                rep["idle_us"] = max(0, round(rep["c1"]["p50 latency"] -
+                                              rep["c1"]["Server Compute Infer"]))
+                rep["engine_b1_idle"] = engine(args, onnx["overhead"], 1, tmp / "e.json",
+                                               rep["idle_us"])["1"]
+                before = engine(args, onnx["floor"], 1, tmp / "e.json")["1"]
                 rep["floor_c1"] = perf(args, "floor", url, 1, args.c1_requests, tmp / "c1.csv")
+                rep["floor_engine_b1"] = bracket(before, engine(args, onnx["floor"], 1,
+                                                                tmp / "e.json")["1"])
+                rep["floor_http_c1"] = perf(args, "floor", http_url, 1, args.c1_requests,
+                                            tmp / "c1.csv", "http")
+                if triton:
+                    rep["triton_floor_c1"] = perf(args, "floor", triton[1], 1, args.c1_requests,
+                                                  tmp / "c1.csv")
+                    rep["triton_floor_http_c1"] = perf(args, "floor", triton[2], 1,
+                                                       args.c1_requests, tmp / "c1.csv", "http")
                 for name, _, count in tput:
                     e = engine(args, onnx[name], "1,8", tmp / "e.json")
-                    rep[f"{name}_engine_b1"], rep[f"{name}_engine_b8"] = e["1"], e["8"]
                     rep[f"{name}_c16"] = perf(args, name, url, 16, count,
                                               tmp / "c16.csv")
+                    rep[f"{name}_engine_b1"] = e["1"]
+                    rep[f"{name}_engine_b8"] = bracket(
+                        e["8"], engine(args, onnx[name], 8, tmp / "e.json")["8"])
                 result["repeats"].append(rep)
                 print(json.dumps(rep), flush=True)
         finally:
-            server.terminate()
-            server.wait()
+            for process in [server] + ([triton[0]] if triton else []):
+                process.terminate()
+                process.wait()
     result["end_utc"] = time.strftime("%H:%M:%S", time.gmtime())
     result["load_after"] = load()
     if args.json:
@@ -231,9 +348,33 @@ def main():
                           "overhead")
     print(f"  median {statistics.median(overheads):+.3f} ms (target <= 0.6): "
           f"{'PASS' if statistics.median(overheads) <= 0.6 else 'FAIL'}")
+    idle = [r["engine_b1_idle"]["p50_ms"] for r in reps]
+    own = [r["c1"]["p50 latency"] / 1000 - r["engine_b1_idle"]["p50_ms"] for r in reps]
+    print(f"  engine batch 1 idling after each run as the served instance did (median "
+          f"{statistics.median(r['idle_us'] for r in reps):.0f} us): p50 "
+          f"{statistics.median(idle):.3f} ms; served minus it {statistics.median(own):+.3f} ms "
+          f"(per repeat {', '.join(f'{d:+.3f}' for d in own)})")
     floors = report_c1(reps, "floor_", "floor model (GlobalAveragePool of the same input)",
                        "protocol floor")
     print(f"  median {statistics.median(floors):+.3f} ms")
+    http = [r["floor_http_c1"] for r in reps]
+    print(f"  over HTTP (binary tensors): p50 {med(http, 'p50 latency') / 1000:.3f} ms")
+    if "triton_version" in result:
+        print(f"peer: Triton {result['triton_version']} (nvidia-pytriton wheel), the floor model in "
+              f"its Python backend, same perf_analyzer, c=1; protocol = client send + network "
+              f"and server send/receive + queue + client receive (perf_analyzer's averages, "
+              f"the model's compute left out)")
+        for proto, ours, theirs in (("gRPC", "floor_c1", "triton_floor_c1"),
+                                    ("HTTP", "floor_http_c1", "triton_floor_http_c1")):
+            a = [r[ours] for r in reps]
+            b = [r[theirs] for r in reps]
+            ratio = [protocol_us(x) / protocol_us(y) for x, y in zip(a, b)]
+            print(f"  {proto}: p50 parnet {med(a, 'p50 latency') / 1000:.3f} ms, Triton "
+                  f"{med(b, 'p50 latency') / 1000:.3f} ms; protocol parnet "
+                  f"{statistics.median(map(protocol_us, a)):.0f} us, Triton "
+                  f"{statistics.median(map(protocol_us, b)):.0f} us; parnet / Triton per repeat "
+                  f"{', '.join(f'{x:.2f}' for x in ratio)}, median "
+                  f"{statistics.median(ratio):.2f}")
     for name, widths, _ in tput:
         c16 = [r[f"{name}_c16"] for r in reps]
         e8 = [r[f"{name}_engine_b8"] for r in reps]
