@@ -2,7 +2,11 @@
 
 #include <httplib.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
+#include <memory>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "runtime/serve/datatype.h"
@@ -11,6 +15,9 @@
 
 namespace parnet::serve {
 namespace {
+
+// Requests a keep-alive connection may make before the server closes it (see Start()).
+constexpr size_t kKeepAliveRequests = 100;
 
 using json = nlohmann::json;
 constexpr const char* kHeaderLength = "Inference-Header-Content-Length";
@@ -410,7 +417,16 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& optio
   httplib::Server& s = *server->server_;
   const int threads = std::max(options.threads, 1);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  s.set_keep_alive_max_count(1000000);
+  // A connection holds a pool thread for as long as it stays open: past --http-threads
+  // keep-alive clients, the rest would wait until one disconnects. Closing a connection after
+  // kKeepAliveRequests requests (the client reconnects) lets them take turns.
+  s.set_keep_alive_max_count(kKeepAliveRequests);
+  // cpp-httplib sets SO_REUSEPORT, with which a second server on the same port starts without
+  // error and the kernel splits the clients between the two; SO_REUSEADDR alone refuses it.
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   // cpp-httplib writes a response's headers and body in separate send() calls. With Nagle's
   // algorithm on, the body then waits for the ACK of the headers, which the client delays by up
   // to 40 ms: every keep-alive request paid that (perf_analyzer over HTTP: p50 43.9 ms for a
@@ -455,7 +471,18 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& optio
                       (metrics_only ? "metrics-port" : "http-port"));
   }
   server->port_ = port;
-  server->thread_ = std::thread([&s] { s.listen_after_bind(); });
+  auto ended = std::make_shared<std::atomic<bool>>(false);
+  server->thread_ = std::thread([&s, ended] {
+    s.listen_after_bind();
+    *ended = true;
+  });
+  // cpp-httplib's stop() does nothing until the server listens; a Stop() before that (the next
+  // port failing to bind) would then wait forever for this thread. Return once it listens.
+  while (!s.is_running() && !*ended) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (!s.is_running()) {
+    return Status(StatusCode::kUnavailable, "the HTTP server on " + options.host + ":" +
+                                                std::to_string(port) + " stopped at once");
+  }
   return server;
 }
 

@@ -21,6 +21,10 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
     builder.AddListeningPort(options.host + ":" + std::to_string(options.grpc_port),
                              grpc::InsecureServerCredentials(), &server->grpc_port_);
     builder.RegisterService(server->service_.get());
+    // gRPC sets SO_REUSEPORT by default: a second server on the same port then starts without
+    // error and the kernel splits the clients between the two. Refuse the port instead, as
+    // Triton does unless --reuse-grpc-port.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     // gRPC's default of 4 MiB holds fewer than 7 images of 224x224 FP32.
     builder.SetMaxReceiveMessageSize(max_message);
     builder.SetMaxSendMessageSize(max_message);

@@ -64,11 +64,12 @@ dynamic_batching { max_queue_delay_microseconds: 100 }
 
 
 class Server:
-    def __init__(self, repo):
+    def __init__(self, repo, extra_args=()):
+        self.repository = repo
         self.proc = subprocess.Popen(
             [PARNET, "serve", "--model-repository", str(repo), "--host", "127.0.0.1",
              "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0",
-             "--max-message-mb", "8"],
+             "--max-message-mb", "8", *extra_args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         ready = {}
 

@@ -141,6 +141,75 @@ def test_http_keep_alive_requests_do_not_stall(server, fmnist_batch):
     assert http_ms < grpc_ms + 20, f"HTTP median {http_ms:.1f} ms, gRPC {grpc_ms:.1f} ms"
 
 
+def test_http_clients_beyond_the_thread_pool_take_turns(repository):
+    """Each keep-alive connection holds one of --http-threads pool threads while it is open: the
+    server must close connections after a number of requests so that further clients are
+    served too, rather than waiting until a connection ends."""
+    import http.client
+    import threading
+    import time
+
+    from conftest import Server
+
+    server = Server(repository, ["--http-threads", "2"])
+    try:
+        served = [0] * 4
+        deadline = time.monotonic() + 4
+
+        def client(i):
+            conn = None
+            while time.monotonic() < deadline:
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", server.http_port,
+                                                          timeout=1)
+                    conn.request("GET", "/v2/health/live")
+                    resp = conn.getresponse()
+                    resp.read()
+                    if resp.status == 200:
+                        served[i] += 1
+                    if resp.will_close:
+                        conn.close()
+                        conn = None
+                except (OSError, http.client.HTTPException):
+                    if conn is not None:
+                        conn.close()
+                    conn = None
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        # Before the fix two clients were answered once each and the other two thousands of
+        # times; taking turns, all four get about the same.
+        assert min(served) * 10 >= max(served), f"requests answered per client: {served}"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("which", ["grpc", "http", "metrics"])
+def test_a_port_in_use_is_refused_not_shared(server, tmp_path, which):
+    """gRPC and cpp-httplib set SO_REUSEPORT by default: a second server on the same port used
+    to start and take half of the first one's clients."""
+    import shutil
+    from conftest import PARNET
+
+    repo = tmp_path / "repo"
+    shutil.copytree(pathlib.Path(server.repository) / MODEL, repo / MODEL)
+    ports = {"grpc": "0", "http": "0", "metrics": "0"}
+    ports[which] = str({"grpc": server.grpc_port, "http": server.http_port,
+                        "metrics": server.metrics_port}[which])
+    run = subprocess.run(
+        [PARNET, "serve", "--model-repository", str(repo), "--host", "127.0.0.1",
+         "--grpc-port", ports["grpc"], "--http-port", ports["http"],
+         "--metrics-port", ports["metrics"]], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{ports[which]}" in run.stderr, run.stderr
+    assert f"--{which}-port" in run.stderr
+    assert server.alive()
+
+
 def test_fp16_config_converts_at_the_edge(server, fmnist_batch, fmnist_reference):
     half = fmnist_batch.astype(np.float16)
     client = grpcclient.InferenceServerClient(server.grpc_url)
