@@ -21,6 +21,15 @@ class CompiledGraph {
   // `inputs` hold every runtime input with exactly the specialized types (the Engine checks);
   // returns the graph outputs, in graph order, as new plain (row-major) tensors.
   virtual StatusOr<std::vector<Tensor>> Run(const std::map<std::string, Tensor>& inputs) = 0;
+  // Where the program keeps input `name` between runs, when it copies every Run()'s inputs into
+  // buffers of its own: plain layout, the specialized type and shape. A caller that builds an
+  // input from parts (a batch of requests) writes it there and calls RunOnInputBuffers(),
+  // saving the copy. Null when the backend keeps no such buffer (then use Run()).
+  virtual void* input_buffer(const std::string& name) { return nullptr; }
+  // Run() on what the caller wrote into every input_buffer(). REQUIRES: each is non-null.
+  virtual StatusOr<std::vector<Tensor>> RunOnInputBuffers() {
+    return Status(StatusCode::kUnimplemented, "this backend has no input buffers");
+  }
   // Nodes that run on the device's own kernels vs. on the reference fallback, for `inspect`-style
   // reports and tests that must prove the fast path is taken.
   virtual int64_t native_nodes() const = 0;

@@ -171,14 +171,55 @@ Status Engine::Prepare(const std::map<std::string, Shape>& shapes) {
                              [&]() -> Status { return GetOrCompile(shapes).status(); });
 }
 
-StatusOr<std::vector<Tensor>> Engine::Run(const std::map<std::string, Tensor>& inputs) {
-  for (const auto& [name, t] : inputs) RETURN_IF_ERROR(CheckInputShape(name, t.dtype(), t.shape()));
+template <typename Value>
+Status Engine::CheckAllInputsGiven(const std::map<std::string, Value>& given) const {
   for (const std::string& name : model_.inputs) {
-    if (!inputs.count(name)) {
+    if (!given.count(name)) {
       return InvalidArgument("input '" + name + "' (" + input_type(name).ToString() +
                              ") is missing");
     }
   }
+  return Status::Ok();
+}
+
+StatusOr<std::vector<Tensor>> Engine::RunWritten(const std::map<std::string, Shape>& shapes,
+                                                 const InputWriter& write) {
+  for (const auto& [name, shape] : shapes) {
+    const TensorType* type = model_.FindType(name);
+    RETURN_IF_ERROR(CheckInputShape(name, type ? type->dtype : DType::kFloat32, shape));
+  }
+  RETURN_IF_ERROR(CheckAllInputsGiven(shapes));
+  std::lock_guard<std::mutex> lock(mu_);
+  ApplyThreadCount();
+  std::vector<Tensor> outputs;
+  RETURN_IF_ERROR(OutOfMemoryAsStatus("running the model", [&]() -> Status {
+    ASSIGN_OR_RETURN(Compiled * compiled, GetOrCompile(shapes));
+    CompiledGraph& program = *compiled->program;
+    bool in_place = true;
+    for (const auto& [name, shape] : shapes) in_place = in_place && program.input_buffer(name);
+    if (in_place) {
+      for (const auto& [name, shape] : shapes) {
+        write(name, program.input_buffer(name),
+              static_cast<size_t>(NumElements(shape)) * DTypeSize(input_type(name).dtype));
+      }
+      ASSIGN_OR_RETURN(outputs, program.RunOnInputBuffers());
+      return Status::Ok();
+    }
+    std::map<std::string, Tensor> inputs;
+    for (const auto& [name, shape] : shapes) {
+      Tensor t(input_type(name).dtype, shape);
+      write(name, t.raw_data(), t.num_bytes());
+      inputs.emplace(name, std::move(t));
+    }
+    ASSIGN_OR_RETURN(outputs, program.Run(inputs));
+    return Status::Ok();
+  }));
+  return outputs;
+}
+
+StatusOr<std::vector<Tensor>> Engine::Run(const std::map<std::string, Tensor>& inputs) {
+  for (const auto& [name, t] : inputs) RETURN_IF_ERROR(CheckInputShape(name, t.dtype(), t.shape()));
+  RETURN_IF_ERROR(CheckAllInputsGiven(inputs));
   std::lock_guard<std::mutex> lock(mu_);
   ApplyThreadCount();
   // A repeated shape reaches the program without allocating; only a new one builds the key.

@@ -11,6 +11,7 @@
 // > 0) and report running out of memory as RESOURCE_EXHAUSTED.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,15 @@ class Engine {
 
   // Runs the model on `inputs` (by input name); returns the outputs in model order.
   StatusOr<std::vector<Tensor>> Run(const std::map<std::string, Tensor>& inputs);
+  // Writes input `name` to `dst`: `bytes` bytes of the model's declared element type, row-major.
+  using InputWriter = std::function<void(const std::string& name, void* dst, size_t bytes)>;
+  // Run() for inputs the caller assembles from parts (a batch joined from requests): `write`
+  // puts each input, of the shape in `shapes` and the model's element type, straight into the
+  // program's own input buffer where the backend keeps one (CompiledGraph::input_buffer), which
+  // saves the copy Run() makes; otherwise into a fresh tensor. The same checks and errors as
+  // Run(); `write` runs under the engine's lock, so it must not call into this engine.
+  StatusOr<std::vector<Tensor>> RunWritten(const std::map<std::string, Shape>& shapes,
+                                           const InputWriter& write);
   // Compiles for these input shapes now (warm-up), so the first Run() with them is fast.
   Status Prepare(const std::map<std::string, Shape>& shapes);
 
@@ -66,6 +76,9 @@ class Engine {
   StatusOr<Compiled*> GetOrCompile(const std::map<std::string, Shape>& shapes);
   // The cached program for exactly these inputs' shapes, or null; allocates nothing. REQUIRES: mu_.
   Compiled* FindCompiled(const std::map<std::string, Tensor>& inputs);
+  // Every model input present in `shapes`/`inputs` (by name), or why not.
+  template <typename Value>
+  Status CheckAllInputsGiven(const std::map<std::string, Value>& given) const;
   void ApplyThreadCount() const;
   // body(), with std::bad_alloc turned into RESOURCE_EXHAUSTED naming `what`. A template, not a
   // std::function, so that Run() allocates nothing for it.

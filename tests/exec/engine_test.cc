@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <cstring>
 #include <random>
 #include <thread>
 
@@ -79,6 +80,48 @@ TEST(EngineTest, CpuMatchesReferenceForSeveralBatchesAndSizes) {
       EXPECT_NEAR((*got)[0].data<float>()[i], (*want)[0].data<float>()[i], 1e-4);
     }
   }
+}
+
+// RunWritten() on both backends: the cpu one takes the rows into its own input buffer, the
+// reference one into a fresh tensor; both must give Run()'s answer on the same rows, and a second
+// call must not see the first one's rows.
+TEST(EngineTest, RunWrittenMatchesRunOnBothBackends) {
+  for (const char* backend : {"cpu", "reference"}) {
+    SCOPED_TRACE(backend);
+    auto e = Engine::Create(SmallNet(), {.backend = backend});
+    ASSERT_TRUE(e.ok());
+    for (unsigned seed : {7u, 8u}) {
+      const Tensor x = Random({2, 3, 8, 12}, seed);
+      auto want = (*e)->Run({{"x", x}});
+      int calls = 0;
+      auto got = (*e)->RunWritten({{"x", x.shape()}},
+                                  [&](const std::string& name, void* dst, size_t bytes) {
+                                    ++calls;
+                                    EXPECT_EQ(name, "x");
+                                    ASSERT_EQ(bytes, x.num_bytes());
+                                    std::memcpy(dst, x.raw_data(), bytes);
+                                  });
+      ASSERT_TRUE(want.ok() && got.ok()) << got.status().ToString();
+      EXPECT_EQ(calls, 1);
+      ASSERT_EQ((*got)[0].shape(), (*want)[0].shape());
+      for (int64_t i = 0; i < (*want)[0].num_elements(); ++i) {
+        EXPECT_FLOAT_EQ((*got)[0].data<float>()[i], (*want)[0].data<float>()[i]);
+      }
+    }
+  }
+}
+
+TEST(EngineTest, RunWrittenChecksShapesAndInputsLikeRun) {
+  auto cpu = Engine::Create(SmallNet());
+  ASSERT_TRUE(cpu.ok());
+  int calls = 0;
+  auto write = [&](const std::string&, void*, size_t) { ++calls; };
+  auto bad_size = (*cpu)->RunWritten({{"x", {1, 3, 10, 8}}}, write);
+  EXPECT_THAT(bad_size.status().message(), HasSubstr("H divisible by 4"));
+  EXPECT_THAT((*cpu)->RunWritten({}, write).status().message(), HasSubstr("input 'x'"));
+  EXPECT_THAT((*cpu)->RunWritten({{"image", {1, 3, 8, 8}}}, write).status().message(),
+              HasSubstr("'image' is not an input of the model"));
+  EXPECT_EQ(calls, 0);
 }
 
 TEST(EngineTest, ActivationsFuseIntoConvolutionsAndNothingFallsBack) {

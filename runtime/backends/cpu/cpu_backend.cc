@@ -394,6 +394,19 @@ StatusOr<std::vector<Tensor>> CpuProgram::Run(const std::map<std::string, Tensor
       const Tensor& t = inputs.at(name);
       std::memcpy(mem.get_data_handle(), t.raw_data(), t.num_bytes());
     }
+  } catch (const dnnl::error& e) {
+    return Internal(std::string("oneDNN failed while copying the inputs: ") + e.what());
+  }
+  return RunOnInputBuffers();
+}
+
+void* CpuProgram::input_buffer(const std::string& name) {
+  auto it = inputs_.find(name);
+  return it == inputs_.end() ? nullptr : it->second.get_data_handle();
+}
+
+StatusOr<std::vector<Tensor>> CpuProgram::RunOnInputBuffers() {
+  try {
     for (Step& step : steps_) {
       if (step.host) {
         step.host(stream_);

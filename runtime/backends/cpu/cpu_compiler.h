@@ -38,6 +38,8 @@ struct NonFp32Constant {
 class CpuProgram : public CompiledGraph {
  public:
   StatusOr<std::vector<Tensor>> Run(const std::map<std::string, Tensor>& inputs) override;
+  void* input_buffer(const std::string& name) override;
+  StatusOr<std::vector<Tensor>> RunOnInputBuffers() override;
   int64_t native_nodes() const override { return native_nodes_; }
   size_t workspace_bytes() const override { return arena_bytes_; }
   int64_t fallback_nodes() const override { return fallback_nodes_; }
