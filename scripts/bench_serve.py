@@ -101,7 +101,11 @@ def engine(args, onnx, batch, out_json, idle_us=0):
     sh([*args.server_prefix, parnet, "bench", "--model", onnx, "--batch", batch, "--size", "224",
         "--threads", threads, "--seconds", seconds, "--idle-us", idle_us, "--json", out_json],
        stdout=subprocess.DEVNULL)
-    return {str(c["batch"]): {"p50_ms": c["p50_ms"], "images_per_s": c["images_per_s"]}
+    # images/s as a count over time (the runs are back to back), as perf_analyzer counts its
+    # infer/s; `parnet bench` prints batch / p50, which ignores the slow runs.
+    return {str(c["batch"]): {"p50_ms": c["p50_ms"],
+                              "images_per_s": c["batch"] * 1000 / statistics.mean(
+                                  c["latencies_ms"])}
             for c in json.load(open(out_json))["cases"]}
 
 
@@ -174,42 +178,58 @@ instance_group [ { count: 1 kind: KIND_CPU } ]
 """)
 
 
-def free_port():
+def free_ports(n):
+    """n distinct free ports (all held until all are chosen)."""
     import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
-def start_triton(args, repo):
-    """tritonserver from scripts/setup_triton_peer.sh on `repo`; returns the process, its gRPC and
-    HTTP addresses and its version."""
-    import urllib.request
+def start_triton(args, repo, log):
+    """tritonserver from scripts/setup_triton_peer.sh on `repo`, its output in `log`; returns the
+    process at once (so that the caller's cleanup covers it)."""
     peer = pathlib.Path(args.triton).resolve()
-    grpc_port, http_port, metrics_port = free_port(), free_port(), free_port()
+    grpc_port, http_port, metrics_port = free_ports(3)
     env = dict(os.environ, LD_LIBRARY_PATH=str(peer / "lib"))
-    server = subprocess.Popen(
+    process = subprocess.Popen(
         list(map(str, [*args.server_prefix, peer / "bin/tritonserver", "--model-repository", repo,
                        "--backend-directory", peer / "backends", "--grpc-address", "127.0.0.1",
                        "--http-address", "127.0.0.1", "--grpc-port", grpc_port, "--http-port",
-                       http_port, "--metrics-port", metrics_port, "--log-info", "false"])),
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       http_port, "--metrics-port", metrics_port, "--allow-metrics", "false"])),
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    return process, f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}"
+
+
+def wait_triton(process, http_url, log_path):
+    """Waits for Triton to be ready; returns its version."""
+    import urllib.request
     deadline = time.time() + 120
-    while time.time() < deadline:
+    while time.time() < deadline and process.poll() is None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/health/ready") as r:
+            with urllib.request.urlopen(f"http://{http_url}/v2/health/ready") as r:
                 if r.status == 200:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2") as m:
-                        version = json.load(m)["version"]
-                    return (server, f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}",
-                            version)
+                    with urllib.request.urlopen(f"http://{http_url}/v2") as m:
+                        return json.load(m)["version"]
         except OSError:
             pass
-        if server.poll() is not None:
-            break
         time.sleep(0.5)
-    server.kill()
-    sys.exit("tritonserver did not become ready; run scripts/setup_triton_peer.sh")
+    sys.exit(f"tritonserver did not become ready; its output:\n"
+             f"{pathlib.Path(log_path).read_text()[-2000:]}")
+
+
+def stop(process):
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def protocol_us(row):
@@ -296,8 +316,9 @@ def main():
             if args.triton:
                 triton_repo = tmp / "triton-repo"
                 export_triton_floor(triton_repo)
-                triton = start_triton(args, triton_repo)
-                result["triton_version"] = triton[3]
+                triton_log = open(tmp / "triton.log", "w")
+                triton = start_triton(args, triton_repo, triton_log)
+                result["triton_version"] = wait_triton(triton[0], triton[2], tmp / "triton.log")
             for r in range(args.repeats):
                 rep = {"load": load()}
                 before = engine(args, onnx["overhead"], 1, tmp / "e.json")["1"]
@@ -305,9 +326,11 @@ def main():
                 rep["engine_b1"] = bracket(before, engine(args, onnx["overhead"], 1,
                                                           tmp / "e.json")["1"])
                 # The engine again, idling after each run as long as the served instance idled
-                # between its runs (served p50 minus its mean compute).
-                rep["idle_us"] = max(0, round(rep["c1"]["p50 latency"] -
-                                              rep["c1"]["Server Compute Infer"]))
+                # between its runs (the mean time per request minus the mean compute).
+                c1 = rep["c1"]
+                rep["idle_us"] = max(0, round(1e6 / c1["Inferences/Second"] - sum(
+                    c1[k] for k in ("Server Compute Input", "Server Compute Infer",
+                                    "Server Compute Output"))))
                 rep["engine_b1_idle"] = engine(args, onnx["overhead"], 1, tmp / "e.json",
                                                rep["idle_us"])["1"]
                 before = engine(args, onnx["floor"], 1, tmp / "e.json")["1"]
@@ -332,8 +355,7 @@ def main():
                 print(json.dumps(rep), flush=True)
         finally:
             for process in [server] + ([triton[0]] if triton else []):
-                process.terminate()
-                process.wait()
+                stop(process)
     result["end_utc"] = time.strftime("%H:%M:%S", time.gmtime())
     result["load_after"] = load()
     if args.json:
@@ -360,10 +382,11 @@ def main():
     http = [r["floor_http_c1"] for r in reps]
     print(f"  over HTTP (binary tensors): p50 {med(http, 'p50 latency') / 1000:.3f} ms")
     if "triton_version" in result:
-        print(f"peer: Triton {result['triton_version']} (nvidia-pytriton wheel), the floor model in "
-              f"its Python backend, same perf_analyzer, c=1; protocol = client send + network "
-              f"and server send/receive + queue + client receive (perf_analyzer's averages, "
-              f"the model's compute left out)")
+        print(f"peer: Triton {result['triton_version']} (nvidia-pytriton wheel), the floor's average "
+              f"computed by numpy in its Python backend, same perf_analyzer, c=1; protocol = "
+              f"client send + network and server send/receive + queue + client receive "
+              f"(perf_analyzer's averages: the request time minus what each server reports as "
+              f"compute, so Triton's Python-backend IPC counts as its compute)")
         for proto, ours, theirs in (("gRPC", "floor_c1", "triton_floor_c1"),
                                     ("HTTP", "floor_http_c1", "triton_floor_http_c1")):
             a = [r[ours] for r in reps]
@@ -383,7 +406,7 @@ def main():
         print(f"throughput model (widths {widths}):")
         print(f"  engine batch 1 {med(e1, 'images_per_s'):.1f} images/s (p50 "
               f"{med(e1, 'p50_ms'):.2f} ms)")
-        print(f"  engine batch 8 {med(e8, 'images_per_s'):.1f} images/s (p50 "
+        print(f"  engine batch 8 {med(e8, 'images_per_s'):.1f} images/s (runs over time; p50 "
               f"{med(e8, 'p50_ms'):.2f} ms); served c=16 {med(c16, 'Inferences/Second'):.1f} "
               f"infer/s, p50 {med(c16, 'p50 latency') / 1000:.2f} ms, p90 "
               f"{med(c16, 'p90 latency') / 1000:.2f} ms, p99 {med(c16, 'p99 latency') / 1000:.2f}"

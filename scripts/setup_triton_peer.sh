@@ -14,10 +14,14 @@ if [ -f "$PEER/.complete" ] && [ "$(cat "$PEER/.complete")" = "$WHEEL_VERSION" ]
   echo "setup_triton_peer: $PEER is complete"
   exit 0
 fi
+case "$PEER" in /*) ;; *) PEER="$PWD/$PEER" ;; esac
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
 pyver=$($PY -c 'import sys; print(f"{sys.version_info.major}.{sys.version_info.minor}")')
 # The Python backend's stub links the interpreter's shared library.
-if ! ldconfig -p | grep -q "libpython$pyver.so.1.0"; then
-  apt-get update -qq && apt-get install -y -qq "libpython$pyver" >/dev/null
+if ! dpkg-query -W -f='${Status}' "libpython$pyver" 2>/dev/null | grep -q "install ok installed"; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq "libpython$pyver" >/dev/null
 fi
 scripts/setup_serve_venv.sh >/dev/null  # its pip downloads the wheel
 tmp=$(mktemp -d)
@@ -34,7 +38,7 @@ stub="$tmp/x/pytriton/tritonserver/python_backend_stubs/$pyver/triton_python_bac
 mv "$stub" "$PEER/backends/python/"
 chmod +x "$PEER/bin/tritonserver" "$PEER/backends/python/triton_python_backend_stub"
 # (tritonserver --help exits with status 1, so check that every library resolves instead.)
-missing=$(LD_LIBRARY_PATH="$PWD/$PEER/lib" ldd "$PEER/bin/tritonserver" \
+missing=$(LD_LIBRARY_PATH="$PEER/lib" ldd "$PEER/bin/tritonserver" \
   "$PEER/backends/python/triton_python_backend_stub" | grep "not found" || true)
 if [ -n "$missing" ]; then
   echo "setup_triton_peer: tritonserver cannot start, libraries missing:" >&2

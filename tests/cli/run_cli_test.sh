@@ -56,6 +56,15 @@ expect bench 0 "^ +4 +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9]+" -- "$
 expect bench_json 0 "ok 2 cases" -- /usr/bin/python3 -c "import json; j = json.load(open('$WORK/b.json')); assert [c['batch'] for c in j['cases']] == [1, 4] and all(len(c['latencies_ms']) >= 3 and c['gflops'] > 0 for c in j['cases']) and 'ISA' in j['machine']['backend']; print('ok', len(j['cases']), 'cases')"
 expect bench_idle 0 "idle: +20000 us" -- "$PARNET" bench --model "$M" --batch 1 --size 32 --seconds 0 --min-iters 3 --idle-us 20000 --json "$WORK/idle.json"
 expect bench_idle_json 0 "ok idle" -- /usr/bin/python3 -c "import json; j = json.load(open('$WORK/idle.json')); assert j['idle_us'] == 20000 and len(j['cases'][0]['latencies_ms']) == 3; print('ok idle')"
+expect bench_idle_sleeps 0 "ok idle sleeps" -- /usr/bin/python3 -c "
+import subprocess, sys, time
+def wall(idle):
+    t = time.monotonic()
+    subprocess.run(['$PARNET', 'bench', '--model', '$M', '--batch', '1', '--size', '32', '--seconds', '0', '--min-iters', '3', '--idle-us', str(idle)], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t
+gap = wall(300000) - wall(0)
+assert gap > 0.8, f'3 runs idling 0.3 s each took only {gap:.2f} s longer'
+print('ok idle sleeps')"
 expect bench_idle_plan 1 "idle-us applies to one engine" -- "$PARNET" bench --model "$M" --plan "$WORK/none.json" --idle-us 5
 expect bench_bad_batch 1 "batch values must be >= 1" -- "$PARNET" bench --model "$M" --batch 0 --size 32
 expect eval_dataset 1 "unknown dataset 'imagenet'" -- "$PARNET" eval --model "$M" --dataset imagenet
