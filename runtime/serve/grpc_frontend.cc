@@ -138,6 +138,24 @@ StatusOr<InferRequest> Decode(const ModelInferRequest& req) {
   return out;
 }
 
+// The call's deadline on the server's clock; max() when the client set none.
+Clock::time_point ClientDeadline(const grpc::ServerContext& context) {
+  const auto deadline = context.deadline();
+  const auto left = deadline - std::chrono::system_clock::now();
+  if (deadline == std::chrono::system_clock::time_point::max() ||
+      left > std::chrono::hours(24 * 365)) {
+    return Clock::time_point::max();
+  }
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
+}
+
+// What the served model needs to know of the client: when it stops waiting, whether it left.
+// `context` must outlive the request (the handler waits for every answer).
+void Attach(grpc::ServerContext* context, InferRequest* request) {
+  request->client_deadline = ClientDeadline(*context);
+  request->cancelled = [context] { return context->IsCancelled(); };
+}
+
 bool WantsBinary(const google::protobuf::Map<std::string, inference::InferParameter>& params,
                  const char* key) {
   auto it = params.find(key);
@@ -310,7 +328,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ModelInfer(grpc::ServerContext*, const ModelInferRequest* request,
+  grpc::Status ModelInfer(grpc::ServerContext* context, const ModelInferRequest* request,
                           ModelInferResponse* response) override {
     const Clock::time_point arrival = Clock::now();
     StatusOr<ServedModel*> model = repo_->Find(request->model_name(), request->model_version());
@@ -322,6 +340,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       return ToGrpc(checked);
     }
     decoded->arrival = arrival;
+    Attach(context, &*decoded);
     StatusOr<InferResult> result = InferAndWait(*model, std::move(*decoded));
     if (!result.ok()) return ToGrpc(result.status());
     StatusOr<ModelInferResponse> encoded = Encode(**model, *request, *result);
@@ -334,7 +353,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
   // they complete, each carrying its request's id. An error travels in error_message and the
   // stream goes on.
   grpc::Status ModelStreamInfer(
-      grpc::ServerContext*,
+      grpc::ServerContext* context,
       grpc::ServerReaderWriter<inference::ModelStreamInferResponse, ModelInferRequest>* stream)
       override {
     struct StreamState {
@@ -372,6 +391,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       }
       decoded->arrival = arrival;
       decoded->keep_alive = request;
+      Attach(context, &*decoded);
       {
         std::lock_guard<std::mutex> lock(state->mu);
         ++state->outstanding;

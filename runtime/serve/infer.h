@@ -25,6 +25,13 @@ struct InferRequest {
   // Microseconds the request may wait in the queue (the "timeout" parameter); 0: the model's
   // default.
   uint64_t timeout_us = 0;
+  // When the client stops waiting (a gRPC deadline); max(): never. A request still queued then
+  // is answered DEADLINE_EXCEEDED without running, whatever its timeout.
+  Clock::time_point client_deadline = Clock::time_point::max();
+  // Whether the client went away (cancelled the call, closed the connection). Asked when the
+  // request is about to be batched and when the queue is full; a cancelled request is answered
+  // CANCELLED without running. Empty: the front end cannot tell. Must be thread-safe and cheap.
+  std::function<bool()> cancelled;
   Clock::time_point arrival = Clock::now();
 };
 

@@ -260,35 +260,43 @@ Status ServedModel::Submit(InferRequest request, InferDone done, Dispatch dispat
   }
   uint64_t timeout_us = default_timeout_us_;
   if (request.timeout_us > 0 && allow_timeout_override_) timeout_us = request.timeout_us;
-  pending.deadline = timeout_us > 0 ? arrival + std::chrono::microseconds(timeout_us)
-                                    : Clock::time_point::max();
+  pending.deadline = std::min(timeout_us > 0 ? arrival + std::chrono::microseconds(timeout_us)
+                                             : Clock::time_point::max(),
+                              request.client_deadline);
   pending.request = std::move(request);
   pending.done = std::move(done);
+  if (pending.deadline <= Clock::now()) return fail(DroppedStatus(pending, Clock::now()));
   std::optional<size_t> here;  // the idle instance the calling thread runs the request on
+  std::vector<std::pair<Pending, Status>> dropped;
+  Status refused = Status::Ok();
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // A full queue first lets go of the requests that nobody waits for any more.
+    if (!stop_ && queue_.size() >= max_queue_) DropLocked(Clock::now(), &dropped);
     if (stop_) {
-      return fail(Status(StatusCode::kUnavailable, "the server is shutting down"));
-    }
-    if (queue_.size() >= max_queue_) {
-      return fail(Status(StatusCode::kResourceExhausted,
-                         "the queue of model '" + name_ + "' is full (" +
-                             std::to_string(max_queue_) +
-                             " requests, max_queue_size); retry later, or raise "
-                             "dynamic_batching.default_queue_policy.max_queue_size"));
-    }
-    // Multi-threaded instances run on their ExecutionSlots thread; handing the request there
-    // from here would be the same hop as through the queue.
-    if (dispatch == Dispatch::kCallerMayRun && threads_ == 1 && queue_.empty() &&
-        DispatchesAlone(pending)) {
-      auto idle = std::find(busy_.begin(), busy_.end(), false);
-      if (idle != busy_.end()) {
-        *idle = true;
-        here = static_cast<size_t>(idle - busy_.begin());
+      refused = Status(StatusCode::kUnavailable, "the server is shutting down");
+    } else if (queue_.size() >= max_queue_) {
+      refused = Status(StatusCode::kResourceExhausted,
+                       "the queue of model '" + name_ + "' is full (" +
+                           std::to_string(max_queue_) +
+                           " requests, max_queue_size); retry later, or raise "
+                           "dynamic_batching.default_queue_policy.max_queue_size");
+    } else {
+      // Multi-threaded instances run on their ExecutionSlots thread; handing the request there
+      // from here would be the same hop as through the queue.
+      if (dispatch == Dispatch::kCallerMayRun && threads_ == 1 && queue_.empty() &&
+          DispatchesAlone(pending)) {
+        auto idle = std::find(busy_.begin(), busy_.end(), false);
+        if (idle != busy_.end()) {
+          *idle = true;
+          here = static_cast<size_t>(idle - busy_.begin());
+        }
       }
+      if (!here) queue_.push_back(std::move(pending));
     }
-    if (!here) queue_.push_back(std::move(pending));
   }
+  for (auto& [p, status] : dropped) Finish(p, status);
+  if (!refused.ok()) return fail(refused);
   if (!here) {
     cv_.notify_all();
     return Status::Ok();
@@ -320,15 +328,40 @@ void ServedModel::Finish(Pending& pending, StatusOr<InferResult> result) {
   pending.done(std::move(result));
 }
 
-void ServedModel::ExpireLocked(Clock::time_point now, std::vector<Pending>* expired) {
+Status ServedModel::DroppedStatus(const Pending& pending, Clock::time_point now) const {
+  const std::string what = "request '" + pending.request.id + "' for model '" + name_ + "'";
+  if (pending.request.client_deadline <= now) {
+    return Status(StatusCode::kDeadlineExceeded,
+                  what + " was still queued when the client's deadline passed; it did not run. "
+                         "Give the call a longer deadline or lower the load");
+  }
+  return Status(StatusCode::kDeadlineExceeded,
+                what + " waited in the queue past its timeout; raise the timeout or lower the load");
+}
+
+void ServedModel::DropLocked(Clock::time_point now,
+                             std::vector<std::pair<Pending, Status>>* dropped) {
   for (auto it = queue_.begin(); it != queue_.end();) {
     if (it->deadline <= now) {
-      expired->push_back(std::move(*it));
+      Status status = DroppedStatus(*it, now);
+      dropped->emplace_back(std::move(*it), std::move(status));
+      it = queue_.erase(it);
+    } else if (it->request.cancelled && it->request.cancelled()) {
+      dropped->emplace_back(std::move(*it),
+                            Status(StatusCode::kCancelled,
+                                   "request '" + it->request.id + "' for model '" + name_ +
+                                       "' was cancelled by its client before it ran"));
       it = queue_.erase(it);
     } else {
       ++it;
     }
   }
+}
+
+Clock::time_point ServedModel::EarliestDeadlineLocked() const {
+  Clock::time_point earliest = Clock::time_point::max();
+  for (const auto& p : queue_) earliest = std::min(earliest, p.deadline);
+  return earliest;
 }
 
 int64_t ServedModel::CompatibleItemsLocked() const {
@@ -364,33 +397,30 @@ std::vector<ServedModel::Pending> ServedModel::TakeBatchLocked() {
 
 void ServedModel::WorkerLoop(size_t instance) {
   for (;;) {
-    std::vector<Pending> batch, expired;
+    std::vector<Pending> batch;
+    std::vector<std::pair<Pending, Status>> dropped;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stop_ || (!queue_.empty() && !busy_[instance]); });
       if (stop_) return;
-      ExpireLocked(Clock::now(), &expired);
-      if (batching_ && !queue_.empty()) {
-        // Wait for a full batch, but never longer than the oldest request's queue delay.
+      DropLocked(Clock::now(), &dropped);
+      // Wait for a full batch, but never longer than the oldest request's queue delay. Wake at
+      // the earliest deadline in the queue too, and answer dropped requests before waiting on.
+      while (dropped.empty() && batching_ && !stop_ && !queue_.empty() &&
+             CompatibleItemsLocked() < target_batch_) {
         const Clock::time_point until = queue_.front().request.arrival + max_delay_;
-        while (!stop_ && !queue_.empty() && CompatibleItemsLocked() < target_batch_ &&
-               Clock::now() < until) {
-          cv_.wait_until(lock, until);
-        }
-        if (stop_) return;
-        ExpireLocked(Clock::now(), &expired);
+        if (Clock::now() >= until) break;
+        cv_.wait_until(lock, std::min(until, EarliestDeadlineLocked()));
+        DropLocked(Clock::now(), &dropped);
       }
       // A caller may have taken the instance while this thread waited for the batch to fill.
-      if (!queue_.empty() && !busy_[instance]) {
+      if (dropped.empty() && !stop_ && !queue_.empty() && !busy_[instance]) {
         batch = TakeBatchLocked();
         busy_[instance] = true;
       }
     }
-    for (auto& p : expired) {
-      Finish(p, Status(StatusCode::kDeadlineExceeded,
-                       "request '" + p.request.id + "' waited in the queue of model '" + name_ +
-                           "' past its timeout; raise the timeout or lower the load"));
-    }
+    // Dropped requests are answered even when stopping; the destructor answers the rest.
+    for (auto& [p, status] : dropped) Finish(p, status);
     if (batch.empty()) continue;
     Execute(instance, std::move(batch));
     std::lock_guard<std::mutex> lock(mu_);  // only this thread waits for busy_[instance] here

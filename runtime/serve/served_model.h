@@ -78,7 +78,7 @@ class ServedModel {
   struct Pending {
     InferRequest request;
     InferDone done;
-    Clock::time_point deadline;  // max(): none
+    Clock::time_point deadline;  // the timeout's or the client's, the earlier; max(): none
     int64_t batch = 1;
     std::string item_signature;  // requests batch together only when these are equal
   };
@@ -90,7 +90,11 @@ class ServedModel {
   // REQUIRES: mu_ held, queue_ not empty. Removes and returns the requests of the next batch.
   std::vector<Pending> TakeBatchLocked();
   int64_t CompatibleItemsLocked() const;
-  void ExpireLocked(Clock::time_point now, std::vector<Pending>* expired);
+  // REQUIRES: mu_ held. Moves the queued requests whose deadline passed or whose client went
+  // away to `dropped`, each with the answer it gets.
+  void DropLocked(Clock::time_point now, std::vector<std::pair<Pending, Status>>* dropped);
+  Status DroppedStatus(const Pending& pending, Clock::time_point now) const;
+  Clock::time_point EarliestDeadlineLocked() const;
   // Whether `pending`, arriving at an empty queue, would be dispatched alone at once.
   bool DispatchesAlone(const Pending& pending) const;
   // Runs `batch` and answers every request in it. REQUIRES: busy_[instance] set by the caller,

@@ -49,6 +49,10 @@ dynamic_batching {
   default_queue_policy { default_timeout_microseconds: 1 }
 }
 """)
+    write_model(repo, "fmnist-slowbatch", onnx, """
+max_batch_size: 4
+dynamic_batching { max_queue_delay_microseconds: 3000000 }
+""")
     # A model with dynamic H and W (ParNet's cifar variant, random weights).
     cifar = repo / "cifar.onnx"
     subprocess.run(["/usr/bin/python3", str(SOURCE / "scripts/parnet_reference.py"), "export",

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -143,8 +144,9 @@ TEST(ServedModelTest, BatchesRequestsAndSplitsTheResultsBack) {
 }
 
 TEST(ServedModelTest, RefusesWhenTheQueueIsFullAndExpiresOldRequests) {
-  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 300000 "
-                     "default_queue_policy { max_queue_size: 2 default_timeout_microseconds: 1000 }}");
+  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 2000000 "
+                     "default_queue_policy { max_queue_size: 2 default_timeout_microseconds: 200000 }}");
+  const Clock::time_point start = Clock::now();
   std::vector<std::promise<StatusOr<InferResult>>> promises(2);
   for (int i = 0; i < 2; ++i) {
     InferRequest request;
@@ -155,14 +157,89 @@ TEST(ServedModelTest, RefusesWhenTheQueueIsFullAndExpiresOldRequests) {
   }
   InferRequest third;
   third.inputs["input"] = Images(1, 3);
-  // The worker waits up to 300 ms for a fuller batch, so both requests are still queued.
+  // The worker waits up to 2 s for a fuller batch and the timeout is 200 ms, so both requests
+  // are still queued.
   Status full = model->Submit(third, [](StatusOr<InferResult>) { FAIL() << "never called"; });
   EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
   EXPECT_NE(full.message().find("is full"), std::string::npos);
   for (auto& p : promises) {
     StatusOr<InferResult> r = p.get_future().get();
     EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+    EXPECT_NE(r.status().message().find("past its timeout"), std::string::npos);
   }
+  // Answered at their timeout, not when the queue delay ran out.
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(1500));
+  EXPECT_EQ(model->stats().Snapshot().execution_count, 0u);
+}
+
+// A request with `cancelled` and `client_deadline` set as the gRPC front end sets them.
+InferRequest WatchedRequest(int seed, std::shared_ptr<std::atomic<bool>> gone,
+                            Clock::time_point client_deadline = Clock::time_point::max()) {
+  InferRequest request;
+  request.id = "r" + std::to_string(seed);
+  request.inputs["input"] = Images(1, seed);
+  request.cancelled = [gone] { return gone->load(); };
+  request.client_deadline = client_deadline;
+  return request;
+}
+
+TEST(ServedModelTest, ARequestStillQueuedAtTheClientsDeadlineIsAnsweredAndNotRun) {
+  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 3000000 }");
+  const Clock::time_point start = Clock::now();
+  auto gone = std::make_shared<std::atomic<bool>>(false);
+  StatusOr<InferResult> r =
+      InferAndWait(model.get(), WatchedRequest(1, gone, start + std::chrono::milliseconds(100)));
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("client's deadline"), std::string::npos);
+  // At the deadline, not after the 3 s queue delay.
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(2000));
+  const StatsSnapshot stats = model->stats().Snapshot();
+  EXPECT_EQ(stats.execution_count, 0u);
+  EXPECT_EQ(stats.fail.count, 1u);
+  // A deadline that has already passed is refused at once.
+  InferRequest late = WatchedRequest(2, gone, Clock::now() - std::chrono::milliseconds(1));
+  EXPECT_EQ(model->Submit(late, [](StatusOr<InferResult>) { FAIL() << "never called"; }).code(),
+            StatusCode::kDeadlineExceeded);
+}
+
+TEST(ServedModelTest, ACancelledRequestIsDroppedFromItsBatchAndTheOthersRun) {
+  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 300000 }");
+  auto gone = std::make_shared<std::atomic<bool>>(false);
+  auto stays = std::make_shared<std::atomic<bool>>(false);
+  std::promise<StatusOr<InferResult>> cancelled, kept;
+  ASSERT_TRUE(model->Submit(WatchedRequest(1, gone), [&](StatusOr<InferResult> r) {
+    cancelled.set_value(std::move(r));
+  }).ok());
+  ASSERT_TRUE(model->Submit(WatchedRequest(2, stays), [&](StatusOr<InferResult> r) {
+    kept.set_value(std::move(r));
+  }).ok());
+  gone->store(true);  // the client leaves while both wait for the batch to fill
+  StatusOr<InferResult> c = cancelled.get_future().get();
+  EXPECT_EQ(c.status().code(), StatusCode::kCancelled) << c.status().ToString();
+  EXPECT_NE(c.status().message().find("cancelled by its client"), std::string::npos);
+  StatusOr<InferResult> k = kept.get_future().get();
+  ASSERT_TRUE(k.ok()) << k.status().ToString();
+  const StatsSnapshot stats = model->stats().Snapshot();
+  EXPECT_EQ(stats.execution_count, 1u);
+  EXPECT_EQ(stats.inference_count, 1u) << "only the request still wanted ran";
+}
+
+TEST(ServedModelTest, AFullQueueLetsGoOfCancelledRequestsBeforeRefusing) {
+  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 300000 "
+                     "default_queue_policy { max_queue_size: 1 }}");
+  auto gone = std::make_shared<std::atomic<bool>>(false);
+  std::promise<StatusOr<InferResult>> first, second;
+  ASSERT_TRUE(model->Submit(WatchedRequest(1, gone), [&](StatusOr<InferResult> r) {
+    first.set_value(std::move(r));
+  }).ok());
+  gone->store(true);
+  auto alive = std::make_shared<std::atomic<bool>>(false);
+  Status accepted = model->Submit(WatchedRequest(2, alive), [&](StatusOr<InferResult> r) {
+    second.set_value(std::move(r));
+  });
+  ASSERT_TRUE(accepted.ok()) << accepted.ToString();
+  EXPECT_EQ(first.get_future().get().status().code(), StatusCode::kCancelled);
+  EXPECT_TRUE(second.get_future().get().ok());
 }
 
 TEST(ServedModelTest, ChecksRequestsAgainstTheConfig) {

@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -349,6 +350,36 @@ def test_full_queue_is_refused_not_grown(server):
             outcomes = list(pool.map(one, range(16)))
         assert "full" in outcomes and "ok" in outcomes, outcomes
     assert server.alive()
+
+
+def test_a_client_that_gives_up_is_not_served(server, fmnist_batch):
+    """A request still queued when its gRPC deadline passes, or when its client cancels, is
+    dropped without running (fmnist-slowbatch waits 3 s for a batch of 4)."""
+    model = "fmnist-slowbatch"
+    s = stub(server)
+
+    def stats():
+        m = s.ModelStatistics(service_pb2.ModelStatisticsRequest(name=model)).model_stats[0]
+        return m.inference_stats.fail.count, m.execution_count
+
+    start = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        s.ModelInfer(raw_request(fmnist_batch[:1], model=model), timeout=0.3)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    while stats() != (1, 0) and time.monotonic() - start < 1.5:
+        time.sleep(0.05)
+    assert stats() == (1, 0), "the request should leave the queue at its deadline, not run"
+
+    call = s.ModelInfer.future(raw_request(fmnist_batch[:1], model=model))
+    time.sleep(0.3)
+    call.cancel()
+    while stats() != (2, 0) and time.monotonic() - start < 6:
+        time.sleep(0.1)
+    assert stats() == (2, 0), "a cancelled request should be dropped, not run"
+    # A full batch still runs at once.
+    out = s.ModelInfer(raw_request(fmnist_batch[:4], model=model), timeout=10)
+    assert out.outputs[0].shape == [4, 10]
+    assert stats() == (2, 1)
 
 
 def test_still_serving_after_bad_requests(server, fmnist_batch, fmnist_reference):
