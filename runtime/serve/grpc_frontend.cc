@@ -4,7 +4,9 @@
 
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <mutex>
+#include <thread>
 
 #include "proto/grpc_service.grpc.pb.h"
 #include "runtime/serve/datatype.h"
@@ -15,6 +17,10 @@ namespace {
 
 using inference::ModelInferRequest;
 using inference::ModelInferResponse;
+
+// Responses of one ModelStreamInfer waiting to be written before the server stops reading that
+// stream's requests.
+constexpr size_t kStreamBacklog = 64;
 
 grpc::Status ToGrpc(const Status& s) {
   if (s.ok()) return grpc::Status::OK;
@@ -351,29 +357,72 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
 
   // Requests on one stream run concurrently (and batch together); responses are written as
   // they complete, each carrying its request's id. An error travels in error_message and the
-  // stream goes on.
+  // stream goes on. A writer thread of the stream writes the responses: a finished execution
+  // only queues its response, so a client that stops reading stalls its own stream (reading
+  // stops once kStreamBacklog responses wait, and gRPC's flow control holds the client), never
+  // the model instance and the other clients.
   grpc::Status ModelStreamInfer(
       grpc::ServerContext* context,
       grpc::ServerReaderWriter<inference::ModelStreamInferResponse, ModelInferRequest>* stream)
       override {
     struct StreamState {
       std::mutex mu;
-      std::condition_variable idle;
-      int outstanding = 0;
+      std::condition_variable changed;
+      std::deque<inference::ModelStreamInferResponse> backlog;  // answered, not yet written
+      int outstanding = 0;  // submitted, not yet answered
+      bool reading = true;
     };
     auto state = std::make_shared<StreamState>();
-    auto write = [state, stream](const inference::ModelStreamInferResponse& r) {
-      std::lock_guard<std::mutex> lock(state->mu);
-      stream->Write(r);
+    auto queue = [state](inference::ModelStreamInferResponse r, bool answers_submitted) {
+      {
+        std::lock_guard<std::mutex> lock(state->mu);
+        state->backlog.push_back(std::move(r));
+        if (answers_submitted) --state->outstanding;
+      }
+      state->changed.notify_all();
     };
+    std::thread writer([state, stream] {
+      bool client_reads = true;  // after a failed Write the rest are dropped: the client left
+      std::unique_lock<std::mutex> lock(state->mu);
+      for (;;) {
+        state->changed.wait(lock, [&] {
+          return !state->backlog.empty() || (!state->reading && state->outstanding == 0);
+        });
+        if (state->backlog.empty()) return;
+        inference::ModelStreamInferResponse r = std::move(state->backlog.front());
+        state->backlog.pop_front();
+        lock.unlock();
+        state->changed.notify_all();  // the reader may wait for room in the backlog
+        if (client_reads) client_reads = stream->Write(r);
+        lock.lock();
+      }
+    });
+    // However the reading ends (even by an exception), the writer is joined before the stream
+    // goes: once every submitted request is answered and every answer written or dropped.
+    struct JoinWriter {
+      StreamState& state;
+      std::thread& writer;
+      ~JoinWriter() {
+        {
+          std::lock_guard<std::mutex> lock(state.mu);
+          state.reading = false;
+        }
+        state.changed.notify_all();
+        writer.join();
+      }
+    } join_writer{*state, writer};
     auto write_error = [&](const ModelInferRequest& req, const Status& s) {
       inference::ModelStreamInferResponse r;
       r.set_error_message(s.message());
       r.mutable_infer_response()->set_id(req.id());
       r.mutable_infer_response()->set_model_name(req.model_name());
-      write(r);
+      queue(std::move(r), false);
     };
     for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(state->mu);
+        state->changed.wait(lock, [&] { return state->backlog.size() < kStreamBacklog; });
+      }
       auto request = std::make_shared<ModelInferRequest>();
       if (!stream->Read(request.get())) break;
       const Clock::time_point arrival = Clock::now();
@@ -407,9 +456,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
           r.set_error_message(encoded.status().message());
           r.mutable_infer_response()->set_id(request->id());
         }
-        std::lock_guard<std::mutex> lock(state->mu);
-        stream->Write(r);
-        if (--state->outstanding == 0) state->idle.notify_all();
+        queue(std::move(r), true);
       });
       if (!submitted.ok()) {
         {
@@ -419,8 +466,6 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
         write_error(*request, submitted);
       }
     }
-    std::unique_lock<std::mutex> lock(state->mu);
-    state->idle.wait(lock, [&] { return state->outstanding == 0; });
     return grpc::Status::OK;
   }
 

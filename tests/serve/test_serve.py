@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -236,6 +237,47 @@ def test_stream_infer_answers_every_request(server, fmnist_batch, fmnist_referen
         result, error = answers[f"s{i}"]
         assert error is None
         assert_logits_close(result.as_numpy("logits"), fmnist_reference[i:i + 1])
+
+
+def test_a_stream_client_that_stops_reading_stalls_only_its_stream(server, fmnist_batch,
+                                                                  fmnist_reference):
+    """A ModelStreamInfer client that sends and never reads: the server stops reading its stream
+    after a bounded backlog, and other clients of the same model are still answered (before, the
+    instance blocked writing to that stream and every client of the model waited)."""
+    def request(i):
+        return raw_request(fmnist_batch[i % 8:i % 8 + 1], name="input")
+
+    def inferences():
+        return stub(server).ModelStatistics(service_pb2.ModelStatisticsRequest(
+            name=MODEL)).model_stats[0].inference_count
+
+    before = inferences()
+    # A small receive window and no BDP probing: the client's window fills after a few answers.
+    channel = grpc.insecure_channel(server.grpc_url, options=[
+        ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 1024)])
+    stop = threading.Event()
+
+    def requests():
+        i = 0
+        while not stop.is_set():
+            yield request(i)
+            i += 1
+
+    stream = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelStreamInfer(requests())
+    try:
+        time.sleep(2)
+        for i in range(3):
+            out = stub(server).ModelInfer(request(i), timeout=10)
+            got = np.frombuffer(out.raw_output_contents[0], np.float32).reshape(1, 10)
+            assert_logits_close(got, fmnist_reference[i:i + 1])
+        served = inferences() - before - 3
+        time.sleep(1)
+        assert inferences() - before - 3 == served, "the server went on reading the stream"
+        assert 0 < served < 10000, f"{served} stream requests were read while nobody read answers"
+    finally:
+        stop.set()
+        stream.cancel()
+        channel.close()
 
 
 # ---- bad requests: right code, a message that names the problem, the server goes on ----
