@@ -11,13 +11,24 @@ std::vector<std::string> ServerExtensions() {
   return {"model_configuration", "statistics", "binary_tensor_data", "model_repository"};
 }
 
-StatusOr<InferResult> InferAndWait(ServedModel* model, InferRequest request) {
+StatusOr<InferResult> InferAndWait(ServedModel* model, InferRequest request,
+                                   const std::function<bool()>& client_gone) {
   auto promise = std::make_shared<std::promise<StatusOr<InferResult>>>();
   std::future<StatusOr<InferResult>> future = promise->get_future();
+  std::shared_ptr<std::atomic<bool>> gone;
+  if (client_gone) {
+    gone = std::make_shared<std::atomic<bool>>(false);
+    request.cancelled = gone;
+  }
   RETURN_IF_ERROR(model->Submit(
       std::move(request),
       [promise](StatusOr<InferResult> result) { promise->set_value(std::move(result)); },
       ServedModel::Dispatch::kCallerMayRun));
+  if (gone) {
+    while (future.wait_for(kClientPoll) != std::future_status::ready) {
+      if (!gone->load() && client_gone()) gone->store(true);
+    }
+  }
   return future.get();
 }
 

@@ -2,6 +2,8 @@
 // its (untrusted) shape, the requested outputs, and the HTTP status of a Status code.
 #pragma once
 
+#include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,9 +18,15 @@ inline constexpr const char* kServerVersion = "0.1.0";
 // The protocol extensions both front ends implement.
 std::vector<std::string> ServerExtensions();
 
+// How often a waiting front end thread asks whether its client went away.
+inline constexpr std::chrono::milliseconds kClientPoll{50};
+
 // Submits `request` and waits for its answer: the front end's thread blocks, and runs the request
-// itself when the model would run it alone at once on an idle single-threaded instance.
-StatusOr<InferResult> InferAndWait(ServedModel* model, InferRequest request);
+// itself when the model would run it alone at once on an idle single-threaded instance. While it
+// waits, it asks `client_gone` (when given) every kClientPoll; once that says yes, the request
+// counts as cancelled (InferRequest::cancelled) and is dropped if it has not run yet.
+StatusOr<InferResult> InferAndWait(ServedModel* model, InferRequest request,
+                                   const std::function<bool()>& client_gone = {});
 
 // Checks a wire shape before anything is allocated for it: every dimension >= 1 and the byte
 // size representable. Returns the byte size for `dtype`.

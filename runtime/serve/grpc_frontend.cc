@@ -155,13 +155,6 @@ Clock::time_point ClientDeadline(const grpc::ServerContext& context) {
   return Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
 }
 
-// What the served model needs to know of the client: when it stops waiting, whether it left.
-// `context` must outlive the request (the handler waits for every answer).
-void Attach(grpc::ServerContext* context, InferRequest* request) {
-  request->client_deadline = ClientDeadline(*context);
-  request->cancelled = [context] { return context->IsCancelled(); };
-}
-
 bool WantsBinary(const google::protobuf::Map<std::string, inference::InferParameter>& params,
                  const char* key) {
   auto it = params.find(key);
@@ -346,8 +339,10 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       return ToGrpc(checked);
     }
     decoded->arrival = arrival;
-    Attach(context, &*decoded);
-    StatusOr<InferResult> result = InferAndWait(*model, std::move(*decoded));
+    decoded->client_deadline = ClientDeadline(*context);
+    // Only this thread asks gRPC (a call's completion queue takes a few pollers at most).
+    StatusOr<InferResult> result =
+        InferAndWait(*model, std::move(*decoded), [context] { return context->IsCancelled(); });
     if (!result.ok()) return ToGrpc(result.status());
     StatusOr<ModelInferResponse> encoded = Encode(**model, *request, *result);
     if (!encoded.ok()) return ToGrpc(encoded.status());
@@ -371,6 +366,8 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       std::deque<inference::ModelStreamInferResponse> backlog;  // answered, not yet written
       int outstanding = 0;  // submitted, not yet answered
       bool reading = true;
+      // The client cancelled the stream; the writer asks gRPC every kClientPoll.
+      std::shared_ptr<std::atomic<bool>> gone = std::make_shared<std::atomic<bool>>(false);
     };
     auto state = std::make_shared<StreamState>();
     auto queue = [state](inference::ModelStreamInferResponse r, bool answers_submitted) {
@@ -381,13 +378,19 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       }
       state->changed.notify_all();
     };
-    std::thread writer([state, stream] {
+    std::thread writer([state, stream, context] {
       bool client_reads = true;  // after a failed Write the rest are dropped: the client left
       std::unique_lock<std::mutex> lock(state->mu);
       for (;;) {
-        state->changed.wait(lock, [&] {
+        const bool woken = state->changed.wait_for(lock, kClientPoll, [&] {
           return !state->backlog.empty() || (!state->reading && state->outstanding == 0);
         });
+        if (!woken) {
+          lock.unlock();
+          if (!state->gone->load() && context->IsCancelled()) state->gone->store(true);
+          lock.lock();
+          continue;
+        }
         if (state->backlog.empty()) return;
         inference::ModelStreamInferResponse r = std::move(state->backlog.front());
         state->backlog.pop_front();
@@ -440,13 +443,10 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       }
       decoded->arrival = arrival;
       decoded->keep_alive = request;
-      Attach(context, &*decoded);
-      {
-        std::lock_guard<std::mutex> lock(state->mu);
-        ++state->outstanding;
-      }
+      decoded->client_deadline = ClientDeadline(*context);
+      decoded->cancelled = state->gone;
       ServedModel* m = *model;
-      Status submitted = m->Submit(std::move(*decoded), [=](StatusOr<InferResult> result) {
+      InferDone done = [=](StatusOr<InferResult> result) {
         inference::ModelStreamInferResponse r;
         StatusOr<ModelInferResponse> encoded =
             result.ok() ? Encode(*m, *request, *result) : StatusOr<ModelInferResponse>(result.status());
@@ -457,7 +457,19 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
           r.mutable_infer_response()->set_id(request->id());
         }
         queue(std::move(r), true);
-      });
+      };
+      {
+        std::lock_guard<std::mutex> lock(state->mu);
+        ++state->outstanding;
+      }
+      Status submitted = Status::Ok();
+      try {
+        submitted = m->Submit(std::move(*decoded), std::move(done));
+      } catch (...) {  // not queued: nothing will answer it
+        std::lock_guard<std::mutex> lock(state->mu);
+        --state->outstanding;
+        throw;
+      }
       if (!submitted.ok()) {
         {
           std::lock_guard<std::mutex> lock(state->mu);

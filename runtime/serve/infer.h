@@ -2,6 +2,7 @@
 // served model, independent of the wire format.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -28,10 +29,10 @@ struct InferRequest {
   // When the client stops waiting (a gRPC deadline); max(): never. A request still queued then
   // is answered DEADLINE_EXCEEDED without running, whatever its timeout.
   Clock::time_point client_deadline = Clock::time_point::max();
-  // Whether the client went away (cancelled the call, closed the connection). Asked when the
-  // request is about to be batched and when the queue is full; a cancelled request is answered
-  // CANCELLED without running. Empty: the front end cannot tell. Must be thread-safe and cheap.
-  std::function<bool()> cancelled;
+  // Set by the front end when the client went away (cancelled the call, closed the
+  // connection). Read when the worker forms a batch and when the queue is full; a request
+  // cancelled by then is answered CANCELLED without running. Null: the front end cannot tell.
+  std::shared_ptr<const std::atomic<bool>> cancelled;
   Clock::time_point arrival = Clock::now();
 };
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <omp.h>
 #include <optional>
+#include <pthread.h>
 
 #include "runtime/core/log_internal.h"
 #include "runtime/graph/onnx_import.h"
@@ -260,8 +261,11 @@ Status ServedModel::Submit(InferRequest request, InferDone done, Dispatch dispat
   }
   uint64_t timeout_us = default_timeout_us_;
   if (request.timeout_us > 0 && allow_timeout_override_) timeout_us = request.timeout_us;
-  pending.deadline = std::min(timeout_us > 0 ? arrival + std::chrono::microseconds(timeout_us)
-                                             : Clock::time_point::max(),
+  // Longer than a day is no timeout (and arrival + 2^63 microseconds would overflow).
+  constexpr uint64_t kDayUs = uint64_t{24} * 3600 * 1000000;
+  pending.deadline = std::min(timeout_us > 0 && timeout_us <= kDayUs
+                                  ? arrival + std::chrono::microseconds(timeout_us)
+                                  : Clock::time_point::max(),
                               request.client_deadline);
   pending.request = std::move(request);
   pending.done = std::move(done);
@@ -346,7 +350,7 @@ void ServedModel::DropLocked(Clock::time_point now,
       Status status = DroppedStatus(*it, now);
       dropped->emplace_back(std::move(*it), std::move(status));
       it = queue_.erase(it);
-    } else if (it->request.cancelled && it->request.cancelled()) {
+    } else if (it->request.cancelled && it->request.cancelled->load(std::memory_order_relaxed)) {
       dropped->emplace_back(std::move(*it),
                             Status(StatusCode::kCancelled,
                                    "request '" + it->request.id + "' for model '" + name_ +
@@ -396,6 +400,10 @@ std::vector<ServedModel::Pending> ServedModel::TakeBatchLocked() {
 }
 
 void ServedModel::WorkerLoop(size_t instance) {
+  // "<model>#<instance>", as far as the kernel's 15 characters go: top -H and perf name it.
+  const std::string suffix = "#" + std::to_string(instance);
+  pthread_setname_np(pthread_self(),
+                     (name_.substr(0, 15 - suffix.size()) + suffix).c_str());
   for (;;) {
     std::vector<Pending> batch;
     std::vector<std::pair<Pending, Status>> dropped;
@@ -405,16 +413,18 @@ void ServedModel::WorkerLoop(size_t instance) {
       if (stop_) return;
       DropLocked(Clock::now(), &dropped);
       // Wait for a full batch, but never longer than the oldest request's queue delay. Wake at
-      // the earliest deadline in the queue too, and answer dropped requests before waiting on.
-      while (dropped.empty() && batching_ && !stop_ && !queue_.empty() &&
-             CompatibleItemsLocked() < target_batch_) {
-        const Clock::time_point until = queue_.front().request.arrival + max_delay_;
-        if (Clock::now() >= until) break;
-        cv_.wait_until(lock, std::min(until, EarliestDeadlineLocked()));
+      // the earliest deadline in the queue too: dropped requests are answered before waiting on.
+      auto ready = [&] {
+        return !batching_ || CompatibleItemsLocked() >= target_batch_ ||
+               Clock::now() >= queue_.front().request.arrival + max_delay_;
+      };
+      while (dropped.empty() && !stop_ && !queue_.empty() && !ready()) {
+        cv_.wait_until(lock, std::min(queue_.front().request.arrival + max_delay_,
+                                      EarliestDeadlineLocked()));
         DropLocked(Clock::now(), &dropped);
       }
       // A caller may have taken the instance while this thread waited for the batch to fill.
-      if (dropped.empty() && !stop_ && !queue_.empty() && !busy_[instance]) {
+      if (!stop_ && !queue_.empty() && !busy_[instance] && ready()) {
         batch = TakeBatchLocked();
         busy_[instance] = true;
       }

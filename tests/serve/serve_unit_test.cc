@@ -123,7 +123,8 @@ TEST(ServedModelTest, BatchesRequestsAndSplitsTheResultsBack) {
       InferRequest request;
       request.id = std::to_string(i);
       request.inputs["input"] = inputs.back();
-      futures.push_back(std::async(std::launch::async, InferAndWait, model.get(), request));
+      futures.push_back(std::async(std::launch::async,
+                                   [&model, request] { return InferAndWait(model.get(), request); }));
     }
     for (int i = 0; i < 3; ++i) {
       StatusOr<InferResult> result = futures[i].get();
@@ -144,10 +145,10 @@ TEST(ServedModelTest, BatchesRequestsAndSplitsTheResultsBack) {
 }
 
 TEST(ServedModelTest, RefusesWhenTheQueueIsFullAndExpiresOldRequests) {
+  std::vector<std::promise<StatusOr<InferResult>>> promises(2);  // outlive the model
   auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 2000000 "
                      "default_queue_policy { max_queue_size: 2 default_timeout_microseconds: 200000 }}");
   const Clock::time_point start = Clock::now();
-  std::vector<std::promise<StatusOr<InferResult>>> promises(2);
   for (int i = 0; i < 2; ++i) {
     InferRequest request;
     request.inputs["input"] = Images(1, i);
@@ -178,7 +179,7 @@ InferRequest WatchedRequest(int seed, std::shared_ptr<std::atomic<bool>> gone,
   InferRequest request;
   request.id = "r" + std::to_string(seed);
   request.inputs["input"] = Images(1, seed);
-  request.cancelled = [gone] { return gone->load(); };
+  request.cancelled = gone;
   request.client_deadline = client_deadline;
   return request;
 }
@@ -203,10 +204,10 @@ TEST(ServedModelTest, ARequestStillQueuedAtTheClientsDeadlineIsAnsweredAndNotRun
 }
 
 TEST(ServedModelTest, ACancelledRequestIsDroppedFromItsBatchAndTheOthersRun) {
-  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 300000 }");
+  std::promise<StatusOr<InferResult>> cancelled, kept;  // outlive the model, which answers them
+  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 1500000 }");
   auto gone = std::make_shared<std::atomic<bool>>(false);
   auto stays = std::make_shared<std::atomic<bool>>(false);
-  std::promise<StatusOr<InferResult>> cancelled, kept;
   ASSERT_TRUE(model->Submit(WatchedRequest(1, gone), [&](StatusOr<InferResult> r) {
     cancelled.set_value(std::move(r));
   }).ok());
@@ -224,11 +225,29 @@ TEST(ServedModelTest, ACancelledRequestIsDroppedFromItsBatchAndTheOthersRun) {
   EXPECT_EQ(stats.inference_count, 1u) << "only the request still wanted ran";
 }
 
+TEST(ServedModelTest, AWaitingFrontEndNoticesItsClientLeaveAndTheRequestIsDropped) {
+  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 1500000 "
+                     "default_queue_policy { max_queue_size: 1 }}");
+  const Clock::time_point start = Clock::now();
+  InferRequest request;
+  request.inputs["input"] = Images(1, 1);
+  std::atomic<int> asked{0};
+  // The client leaves 100 ms in; the front end asks every kClientPoll while it waits.
+  StatusOr<InferResult> r = InferAndWait(model.get(), request, [&] {
+    ++asked;
+    return Clock::now() - start > std::chrono::milliseconds(100);
+  });
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled) << r.status().ToString();
+  EXPECT_GE(asked.load(), 2);
+  // Dropped when the batch formed (after the 1.5 s queue delay), without running.
+  EXPECT_EQ(model->stats().Snapshot().execution_count, 0u);
+}
+
 TEST(ServedModelTest, AFullQueueLetsGoOfCancelledRequestsBeforeRefusing) {
-  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 300000 "
+  std::promise<StatusOr<InferResult>> first, second;  // outlive the model, which answers them
+  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 1500000 "
                      "default_queue_policy { max_queue_size: 1 }}");
   auto gone = std::make_shared<std::atomic<bool>>(false);
-  std::promise<StatusOr<InferResult>> first, second;
   ASSERT_TRUE(model->Submit(WatchedRequest(1, gone), [&](StatusOr<InferResult> r) {
     first.set_value(std::move(r));
   }).ok());
