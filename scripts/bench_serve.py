@@ -53,6 +53,8 @@ max_batch_size: 8
 input [ { name: "input" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
 dynamic_batching { max_queue_delay_microseconds: 0 }
 """
+# With --pin: parnet's instances on the server cores (`parnet serve --host-policy pin,...`).
+PINNED_GROUP = 'instance_group [ { count: 1 kind: KIND_CPU host_policy: "pin" } ]\n'
 
 # perf_analyzer's CSV: averages in microseconds, per request.
 BREAKDOWN = ("Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
@@ -68,17 +70,17 @@ def load():
     return pathlib.Path("/proc/loadavg").read_text().split()[:3]
 
 
-def export(name, widths, repo, variant):
+def export(name, widths, repo, variant, config):
     model_dir = repo / name
     (model_dir / "1").mkdir(parents=True)
     sh(["/usr/bin/python3", ROOT / "scripts/parnet_reference.py", "export", "--variant", variant,
         "--fused", "--size", "224", "--out", model_dir / "1/model.onnx"]
        + (["--widths", widths] if widths else []), stdout=subprocess.DEVNULL)
-    (model_dir / "config.pbtxt").write_text(CONFIG)
+    (model_dir / "config.pbtxt").write_text(config)
     return model_dir / "1/model.onnx"
 
 
-def export_floor(repo):
+def export_floor(repo, config):
     """A model that only averages its 3x224x224 input (GlobalAveragePool): served at c=1, what is
     left of its latency besides the engine's is the protocol's own cost (client, gRPC over
     loopback, the server's handling), the floor under the overhead model's figure."""
@@ -92,13 +94,13 @@ def export_floor(repo):
                               "floor", [x], [y])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
               model_dir / "1/model.onnx")
-    (model_dir / "config.pbtxt").write_text(CONFIG)
+    (model_dir / "config.pbtxt").write_text(config)
     return model_dir / "1/model.onnx"
 
 
 def engine(args, onnx, batch, out_json, idle_us=0):
     parnet, threads, seconds = args.parnet, args.threads, args.seconds
-    sh([*args.server_prefix, parnet, "bench", "--model", onnx, "--batch", batch, "--size", "224",
+    sh([*args.engine_prefix, parnet, "bench", "--model", onnx, "--batch", batch, "--size", "224",
         "--threads", threads, "--seconds", seconds, "--idle-us", idle_us, "--json", out_json],
        stdout=subprocess.DEVNULL)
     # images/s as a count over time (the runs are back to back), as perf_analyzer counts its
@@ -140,9 +142,9 @@ def perf(args, model, url, concurrency, requests, out_csv, protocol="grpc"):
 
 def start_server(args, repo):
     server = subprocess.Popen(
-        [*args.server_prefix, args.parnet, "serve", "--model-repository", repo, "--host",
+        [args.parnet, "serve", "--model-repository", repo, "--host",
          "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", "--threads",
-         str(args.threads)],
+         str(args.threads), *args.serve_args],
         stdout=subprocess.PIPE, text=True)
     for line in server.stdout:
         m = re.search(r"ready: grpc (\d+) http (\d+)", line)
@@ -198,7 +200,7 @@ def start_triton(args, repo, log):
     grpc_port, http_port, metrics_port = free_ports(3)
     env = dict(os.environ, LD_LIBRARY_PATH=str(peer / "lib"))
     process = subprocess.Popen(
-        list(map(str, [*args.server_prefix, peer / "bin/tritonserver", "--model-repository", repo,
+        list(map(str, [*args.engine_prefix, peer / "bin/tritonserver", "--model-repository", repo,
                        "--backend-directory", peer / "backends", "--grpc-address", "127.0.0.1",
                        "--http-address", "127.0.0.1", "--grpc-port", grpc_port, "--http-port",
                        http_port, "--metrics-port", metrics_port, "--allow-metrics", "false"])),
@@ -278,37 +280,43 @@ def main():
     ap.add_argument("--stability-percent", type=int, default=15)
     ap.add_argument("--max-trials", type=int, default=10)
     ap.add_argument("--pin", action="store_true",
-                    help="pin the server and the engine runs to the last --threads cores and "
-                         "perf_analyzer to the others (taskset), so that client and model never "
-                         "share a core")
+                    help="bind the served instances (parnet's --host-policy; the server's other "
+                         "threads keep off those cores) and the engine runs (taskset) to the last "
+                         "--threads cores, perf_analyzer to the others, so that client and model "
+                         "never share a core")
     ap.add_argument("--triton", metavar="DIR",
                     help="also measure Triton Inference Server (from scripts/"
                          "setup_triton_peer.sh, e.g. .triton-peer) on the floor model at c=1 over "
                          "gRPC and HTTP, beside parnet, with the same perf_analyzer")
     ap.add_argument("--json", help="write every repeat's numbers here")
     args = ap.parse_args()
-    args.server_prefix, args.client_prefix = [], []
+    args.engine_prefix, args.client_prefix, args.serve_args = [], [], []
     if args.pin:
         cores = sorted(os.sched_getaffinity(0))
         if args.threads >= len(cores):
             sys.exit(f"--pin needs more cores than --threads ({len(cores)} available)")
         server = ",".join(map(str, cores[-args.threads:]))
         client = ",".join(map(str, cores[:-args.threads]))
-        args.server_prefix = ["taskset", "-c", server]
+        # The served instances are bound by parnet's own host policy (the server keeps its
+        # gRPC and HTTP threads off those cores); `parnet bench` and Triton by taskset.
+        args.serve_args = ["--host-policy", f"pin,cpu-cores={server}"]
+        args.engine_prefix = ["taskset", "-c", server]
         args.client_prefix = ["taskset", "-c", client]
+    config = CONFIG + (PINNED_GROUP if args.pin else "")
 
     result = {"start_utc": time.strftime("%H:%M:%S", time.gmtime()), "load_before": load(),
               "nice": os.nice(0), "threads": args.threads, "pin": args.pin, "repeats": []}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         repo = tmp / "repo"
-        onnx = {"overhead": export("overhead", args.overhead_widths, repo, args.variant),
-                "floor": export_floor(repo)}
+        onnx = {"overhead": export("overhead", args.overhead_widths, repo, args.variant, config),
+                "floor": export_floor(repo, config)}
         tput = []
         counts = [int(c) for c in args.c16_requests.split(";")]
         for i, widths in enumerate(args.throughput_widths.split(";")):
             name = f"throughput{i}"
-            onnx[name] = export(name, None if widths == "default" else widths, repo, args.variant)
+            onnx[name] = export(name, None if widths == "default" else widths, repo, args.variant,
+                                config)
             tput.append((name, widths, counts[min(i, len(counts) - 1)]))
         server, url, http_url = start_server(args, repo)
         triton = None

@@ -96,6 +96,7 @@ struct ServeCommandOptions {
   int threads = 0;
   int max_queue = 1024;
   std::string backend = "cpu";
+  std::vector<std::string> host_policies;  // "NAME,cpu-cores=LIST", as Triton's --host-policy
 };
 int RunServe(const ServeCommandOptions& options);
 

@@ -122,6 +122,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--backend", serve.backend, "cpu (oneDNN) or reference")
       ->capture_default_str();
+  serve_cmd->add_option("--host-policy", serve.host_policies,
+                        "NAME,cpu-cores=LIST (e.g. pin,cpu-cores=1): instance groups with "
+                        "host_policy: \"NAME\" run on those cores only; repeatable");
 
   parnet::cli::ProfileOptions profile;
   CLI::App* profile_cmd = app.add_subcommand(

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "runtime/cli/commands.h"
+#include "runtime/serve/host_policy.h"
 #include "runtime/serve/server.h"
 
 namespace parnet::cli {
@@ -26,6 +27,12 @@ int RunServe(const ServeCommandOptions& options) {
   server_options.models.backend = options.backend;
   server_options.models.threads = options.threads;
   server_options.models.default_max_queue = static_cast<uint32_t>(options.max_queue);
+  for (const auto& policy : options.host_policies) {
+    if (Status s = serve::AddHostPolicy(policy, &server_options.models.host_policies); !s.ok()) {
+      std::cerr << "parnet serve: " << s.message() << "\n";
+      return 2;
+    }
+  }
   auto server = serve::Server::Start(server_options);
   if (!server.ok()) {
     std::cerr << "parnet serve: " << server.status().message() << "\n";

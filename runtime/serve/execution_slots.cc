@@ -2,8 +2,14 @@
 
 #include <omp.h>
 
+#include <pthread.h>
+#include <sched.h>
+
 #include <algorithm>
+#include <cstring>
 #include <future>
+
+#include "runtime/serve/host_policy.h"  // CpuListToString
 
 namespace parnet::serve {
 
@@ -33,11 +39,35 @@ void ExecutionSlots::Loop(Slot* slot) {
   }
 }
 
+StatusOr<size_t> ExecutionSlots::PlaceAlone(const std::vector<int>& cores,
+                                            const std::string& thread_name) {
+  auto slot = std::make_unique<Slot>();
+  // Bound before it runs any work, so the OpenMP pool it opens later inherits the cores.
+  std::thread thread(Loop, slot.get());
+  pthread_setname_np(thread.native_handle(), thread_name.substr(0, 15).c_str());
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int c : cores) CPU_SET(c, &set);
+  const int err = pthread_setaffinity_np(thread.native_handle(), sizeof set, &set);
+  thread.detach();
+  std::lock_guard<std::mutex> lock(mu_);
+  alone_.push_back(std::move(slot));  // recorded even on error: its thread uses it
+  if (err != 0) {
+    return Internal("binding an instance thread to cores " + CpuListToString(cores) + ": " +
+                    std::strerror(err));
+  }
+  return kAlone + alone_.size() - 1;
+}
+
 ExecutionSlots::Slot* ExecutionSlots::GetSlot(size_t index) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (index >= kAlone) return alone_.at(index - kAlone).get();
   while (slots_.size() <= index) {
     auto slot = std::make_unique<Slot>();
-    std::thread(Loop, slot.get()).detach();  // throws before the slot is recorded
+    const std::string name = "parnet-slot-" + std::to_string(slots_.size());
+    std::thread thread(Loop, slot.get());  // throws before the slot is recorded
+    pthread_setname_np(thread.native_handle(), name.c_str());
+    thread.detach();
     slots_.push_back(std::move(slot));
   }
   return slots_[index].get();

@@ -14,8 +14,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include "runtime/core/status.h"
 
 namespace parnet::serve {
 
@@ -29,6 +32,11 @@ class ExecutionSlots {
   // max(1, cores / threads) slots, so that the instances of several models spread over the cores
   // while their pools together hold no more threads than there are cores. Thread-safe.
   size_t Place(int threads);
+
+  // A new slot of its own for an instance bound to `cores` (a host policy): its lasting thread,
+  // named `thread_name` (up to 15 characters), runs only there, and so do the OpenMP threads it
+  // starts. Thread-safe.
+  StatusOr<size_t> PlaceAlone(const std::vector<int>& cores, const std::string& thread_name);
 
   // Runs `fn` on slot `slot`'s thread, after the work queued there before it, and returns when it
   // has finished; rethrows what `fn` threw. Slots are created on first use. Thread-safe; blocks
@@ -47,8 +55,12 @@ class ExecutionSlots {
   // can be started (the slot is then not recorded, and the next call tries again).
   Slot* GetSlot(size_t index);
 
+  // Slots from PlaceAlone() are numbered from here on (Place()'s are below).
+  static constexpr size_t kAlone = size_t{1} << 32;
+
   std::mutex mu_;
   std::vector<std::unique_ptr<Slot>> slots_;  // guarded by mu_; never shrinks
+  std::vector<std::unique_ptr<Slot>> alone_;  // guarded by mu_; never shrinks
   size_t next_ = 0;                           // guarded by mu_; Place()'s round robin
 };
 

@@ -92,31 +92,58 @@ StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name
     }
   }
 
-  int instances = 0;
-  for (const auto& group : config.instance_group()) instances += group.count();
-  instances = std::max(1, instances);
-  EngineOptions engine_options;
-  engine_options.backend = options.backend;
-  // 0: OpenMP's own default (OMP_NUM_THREADS, else the cores this process may use), split.
-  engine_options.threads =
-      options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads() / instances);
-  model->threads_ = engine_options.threads;
-  // Every warmed-up batch size stays compiled; the slack is for dynamic item shapes.
-  engine_options.max_cached_shapes = model->buckets_.size() + 8;
-  for (int i = 0; i < instances; ++i) {
-    StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(*graph, engine_options);
-    if (!engine.ok()) return where(engine.status());
-    model->engines_.push_back(std::move(*engine));
-  }
-  for (size_t i = 0; i < model->engines_.size(); ++i) {
-    model->slots_.push_back(model->threads_ > 1 ? ExecutionSlots::Shared().Place(model->threads_)
-                                                : 0);
-  }
+  if (Status s = model->CreateInstances(*graph, options); !s.ok()) return where(s);
   model->busy_.assign(model->engines_.size(), false);
   for (size_t i = 0; i < model->engines_.size(); ++i) {
     model->workers_.emplace_back([m = model.get(), i] { m->WorkerLoop(i); });
   }
   return model;
+}
+
+Status ServedModel::CreateInstances(const Graph& graph, const ServeOptions& options) {
+  int instances = 0;
+  for (const auto& group : config_.instance_group()) instances += group.count();
+  for (const auto& group : config_.instance_group()) {
+    std::vector<int> cores;
+    if (!group.host_policy().empty()) {
+      auto policy = options.host_policies.find(group.host_policy());
+      if (policy == options.host_policies.end()) {
+        return InvalidArgument("instance_group host_policy '" + group.host_policy() +
+                               "' is not defined; start parnet serve with --host-policy " +
+                               group.host_policy() + ",cpu-cores=<cores>");
+      }
+      cores = policy->second;
+    }
+    EngineOptions engine_options;
+    engine_options.backend = options.backend;
+    // 0: a bound instance uses its cores; the others split OpenMP's own default
+    // (OMP_NUM_THREADS, else the cores this process may use).
+    engine_options.threads = options.threads > 0 ? options.threads
+                             : !cores.empty()    ? static_cast<int>(cores.size())
+                                                 : std::max(1, omp_get_max_threads() / instances);
+    // Every warmed-up batch size stays compiled; the slack is for dynamic item shapes.
+    engine_options.max_cached_shapes = buckets_.size() + 8;
+    for (int k = 0; k < group.count(); ++k) {
+      ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(graph, engine_options));
+      engines_.push_back(std::move(engine));
+      threads_.push_back(engine_options.threads);
+      bound_.push_back(!cores.empty());
+      if (!cores.empty()) {
+        const std::string thread = name_.substr(0, 10) + "@" + std::to_string(engines_.size() - 1);
+        ASSIGN_OR_RETURN(size_t slot, ExecutionSlots::Shared().PlaceAlone(cores, thread));
+        slots_.push_back(slot);
+      } else {
+        slots_.push_back(engine_options.threads > 1
+                             ? ExecutionSlots::Shared().Place(engine_options.threads)
+                             : 0);
+      }
+    }
+  }
+  // The receiving thread may run a request only on an unbound single-threaded instance (see
+  // the file comment), and Submit() picks any idle instance: all must qualify.
+  caller_may_run_ = std::none_of(bound_.begin(), bound_.end(), [](bool b) { return b; }) &&
+                    std::all_of(threads_.begin(), threads_.end(), [](int t) { return t == 1; });
+  return Status::Ok();
 }
 
 ServedModel::~ServedModel() {
@@ -288,7 +315,7 @@ Status ServedModel::Submit(InferRequest request, InferDone done, Dispatch dispat
     } else {
       // Multi-threaded instances run on their ExecutionSlots thread; handing the request there
       // from here would be the same hop as through the queue.
-      if (dispatch == Dispatch::kCallerMayRun && threads_ == 1 && queue_.empty() &&
+      if (dispatch == Dispatch::kCallerMayRun && caller_may_run_ && queue_.empty() &&
           DispatchesAlone(pending)) {
         auto idle = std::find(busy_.begin(), busy_.end(), false);
         if (idle != busy_.end()) {
@@ -439,8 +466,8 @@ void ServedModel::WorkerLoop(size_t instance) {
 }
 
 void ServedModel::OnInstanceThreads(size_t instance, const std::function<void()>& fn) {
-  if (threads_ == 1) {
-    fn();  // no OpenMP pool: any thread will do
+  if (threads_[instance] == 1 && !bound_[instance]) {
+    fn();  // no OpenMP pool and no cores of its own: any thread will do
   } else {
     ExecutionSlots::Shared().Run(slots_[instance], fn);
   }

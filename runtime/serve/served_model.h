@@ -10,7 +10,8 @@
 // is answered DEADLINE_EXCEEDED without running. Thread-safe.
 //
 // Where executions run: an instance with more than one OpenMP thread runs on its slot of
-// ExecutionSlots (one OpenMP pool per slot for the whole process). A single-threaded instance runs
+// ExecutionSlots (one OpenMP pool per slot for the whole process); an instance bound to cores by
+// a host policy runs on a slot of its own, bound to them. A single-threaded unbound instance runs
 // on its worker thread, or on the submitting thread itself when Submit() is allowed to and the
 // request would be dispatched alone at once anyway (Dispatch::kCallerMayRun).
 #pragma once
@@ -27,6 +28,7 @@
 
 #include "proto/model_config.pb.h"
 #include "runtime/exec/engine.h"
+#include "runtime/serve/host_policy.h"
 #include "runtime/serve/infer.h"
 #include "runtime/serve/stats.h"
 
@@ -36,6 +38,7 @@ struct ServeOptions {
   std::string backend = "cpu";
   int threads = 0;                // OpenMP threads per instance; 0: the cores split among them
   uint32_t default_max_queue = 1024;  // when the config sets no max_queue_size
+  HostPolicies host_policies;         // by name, for instance_group's host_policy
 };
 
 class ServedModel {
@@ -85,6 +88,9 @@ class ServedModel {
 
   ServedModel(std::string name, int64_t version, inference::ModelConfig config,
               const ServeOptions& options);
+  // Creates the engines of the config's instance groups and places them (host policies,
+  // execution slots).
+  Status CreateInstances(const Graph& graph, const ServeOptions& options);
   Status Check(const InferRequest& request, int64_t* batch) const;
   void WorkerLoop(size_t instance);
   // REQUIRES: mu_ held, queue_ not empty. Removes and returns the requests of the next batch.
@@ -133,9 +139,13 @@ class ServedModel {
   bool allow_timeout_override_ = true;
   size_t max_queue_ = 0;
 
-  int threads_ = 1;  // OpenMP threads of each instance
+  // Per instance: its engine, OpenMP threads, whether a host policy binds it to cores, and its
+  // ExecutionSlots slot (when bound or multi-threaded).
   std::vector<std::unique_ptr<Engine>> engines_;
-  std::vector<size_t> slots_;  // per instance: its ExecutionSlots slot (when threads_ > 1)
+  std::vector<int> threads_;
+  std::vector<bool> bound_;
+  std::vector<size_t> slots_;
+  bool caller_may_run_ = false;  // every instance single-threaded and unbound
   ModelStats stats_;
   std::atomic<bool> ready_{false};
 

@@ -4,13 +4,41 @@
 #include <grpcpp/impl/codegen/service_type.h>
 
 #include <limits>
+#include <set>
 
+#include "runtime/core/log_internal.h"
 #include "runtime/serve/grpc_frontend.h"
+#include "runtime/serve/host_policy.h"
 
 namespace parnet::serve {
+namespace {
+
+// Moves the calling thread, and so every thread the server starts from it (model workers, gRPC,
+// HTTP), off the cores that host policies give to bound instances, when any core is left. Those
+// instances then compute without the front ends preempting them.
+Status KeepOffBoundCores(const HostPolicies& policies) {
+  if (policies.empty()) return Status::Ok();
+  std::set<int> bound;
+  for (const auto& [name, cores] : policies) bound.insert(cores.begin(), cores.end());
+  std::vector<int> rest;
+  for (int c : AllowedCores()) {
+    if (!bound.count(c)) rest.push_back(c);
+  }
+  if (rest.empty()) {
+    Logger("serve")->warn("host policies name every core ({}); the front ends share them",
+                          CpuListToString(AllowedCores()));
+    return Status::Ok();
+  }
+  Logger("serve")->info("front ends on cores {}; host policies hold {}", CpuListToString(rest),
+                        CpuListToString({bound.begin(), bound.end()}));
+  return BindThisThread(rest);
+}
+
+}  // namespace
 
 StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());
+  RETURN_IF_ERROR(KeepOffBoundCores(options.models.host_policies));
   ASSIGN_OR_RETURN(server->repository_,
                    ModelRepository::Load(options.model_repository, options.models));
   const int max_message = static_cast<int>(

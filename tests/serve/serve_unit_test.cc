@@ -16,6 +16,7 @@
 #include "runtime/serve/datatype.h"
 #include "runtime/serve/execution_slots.h"
 #include "runtime/serve/frontend.h"
+#include "runtime/serve/host_policy.h"
 #include "runtime/serve/model_config.h"
 #include "runtime/serve/served_model.h"
 
@@ -384,6 +385,80 @@ TEST(ServedModelTest, ModelsShareTheOpenMpThreadsOfTheirExecutionSlot) {
   // the warm-up, exceeds that on a machine with fewer cores than models x threads.
   const size_t others = ThreadCount() - before - models.size();
   EXPECT_LE(others, static_cast<size_t>(omp_get_num_procs()));
+}
+
+TEST(HostPolicyTest, ParsesCpuListsAsLinuxWritesThem) {
+  auto cores = ParseCpuList("8,0-3,2");
+  ASSERT_TRUE(cores.ok()) << cores.status().ToString();
+  EXPECT_EQ(*cores, (std::vector<int>{0, 1, 2, 3, 8}));
+  EXPECT_EQ(CpuListToString(*cores), "0-3,8");
+  EXPECT_EQ(CpuListToString({5}), "5");
+  EXPECT_NE(ParseCpuList("3-1").status().message().find("runs backwards"), std::string::npos);
+  for (const char* bad : {"", "1,", "a", "-2", "1-", "99999"}) {
+    EXPECT_EQ(ParseCpuList(bad).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(HostPolicyTest, RefusesWhatItCannotHonour) {
+  const std::vector<int> allowed = AllowedCores();
+  ASSERT_FALSE(allowed.empty());
+  HostPolicies policies;
+  const std::string first = std::to_string(allowed.front());
+  ASSERT_TRUE(AddHostPolicy("pin,cpu-cores=" + first, &policies).ok());
+  EXPECT_EQ(policies.at("pin"), std::vector<int>{allowed.front()});
+  auto message = [&](const std::string& arg) { return AddHostPolicy(arg, &policies).message(); };
+  EXPECT_NE(message("pin").find("is not NAME,SETTING=VALUE"), std::string::npos);
+  EXPECT_NE(message(",cpu-cores=0").find("is not NAME,SETTING=VALUE"), std::string::npos);
+  EXPECT_NE(message("numa,numa-node=0").find("setting 'numa-node' is not supported"),
+            std::string::npos);
+  EXPECT_NE(message("pin,cpu-cores=" + first).find("given twice"), std::string::npos);
+  const std::string outside = std::to_string(allowed.back() + 1);
+  EXPECT_NE(message("far,cpu-cores=" + outside).find("is not one this process may run on"),
+            std::string::npos);
+}
+
+// Cpus_allowed_list of this process's thread named `name`; empty when there is none.
+std::string CoresOfThread(const std::string& name) {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::string comm;
+    std::getline(std::ifstream(task.path() / "comm"), comm);
+    if (comm != name) continue;
+    std::ifstream status(task.path() / "status");
+    for (std::string line; std::getline(status, line);) {
+      if (line.rfind("Cpus_allowed_list:", 0) == 0) return line.substr(line.find_last_of(" \t") + 1);
+    }
+  }
+  return "";
+}
+
+TEST(ServedModelTest, AnInstanceGroupWithAHostPolicyComputesOnItsCores) {
+  const int core = AllowedCores().back();
+  ServeOptions options;
+  options.host_policies["last"] = {core};
+  auto model = Serve("max_batch_size: 4 instance_group [ { count: 1 host_policy: \"last\" } ]",
+                     options);
+  std::thread::id ran;
+  InferRequest request;
+  request.inputs["input"] = Images(1, 1);
+  std::promise<void> done;
+  ASSERT_TRUE(model->Submit(request, [&](StatusOr<InferResult> r) {
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    done.set_value();
+  }, ServedModel::Dispatch::kCallerMayRun).ok());
+  done.get_future().get();
+  // The instance computes on its own thread "<model>@<instance>", bound to the policy's core.
+  EXPECT_EQ(CoresOfThread("m@0"), std::to_string(core));
+  EXPECT_EQ(model->stats().Snapshot().execution_count, 1u);
+
+  auto config = ReadModelConfig("/dev/null");
+  ASSERT_TRUE(config.ok());
+  config->set_max_batch_size(4);
+  config->add_instance_group()->set_host_policy("nowhere");
+  auto refused = ServedModel::Load("m", 1, kModel, *config, options);
+  EXPECT_NE(refused.status().message().find(
+                "host_policy 'nowhere' is not defined; start parnet serve with --host-policy"),
+            std::string::npos)
+      << refused.status().ToString();
 }
 
 }  // namespace

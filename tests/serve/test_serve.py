@@ -212,6 +212,62 @@ def test_a_port_in_use_is_refused_not_shared(server, tmp_path, which):
     assert server.alive()
 
 
+def thread_cores(pid):
+    """{thread name: its Cpus_allowed_list} of process `pid` (the last thread of each name)."""
+    cores = {}
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended
+        cores[name] = next(l.split()[1] for l in status.splitlines()
+                           if l.startswith("Cpus_allowed_list:"))
+    return cores
+
+
+def test_host_policy_binds_the_instance_and_keeps_the_front_ends_off(tmp_path, fmnist_batch,
+                                                                   fmnist_reference):
+    """Triton's --host-policy NAME,cpu-cores=LIST with instance_group host_policy: the instance
+    computes on a thread bound to those cores; the gRPC threads run on the other cores."""
+    import shutil
+    from conftest import PARNET, Server
+
+    allowed = sorted(os.sched_getaffinity(0))
+    last = allowed[-1]
+    repo = tmp_path / "repo"
+    shutil.copytree(FMNIST, repo / MODEL)
+    config = repo / MODEL / "config.pbtxt"
+    config.write_text(config.read_text().split("instance_group")[0] +
+                      'instance_group [ { count: 1 kind: KIND_CPU host_policy: "pin" } ]\n')
+    server = Server(repo, ["--host-policy", f"pin,cpu-cores={last}"])
+    try:
+        out = grpc_infer(server, fmnist_batch)
+        assert_logits_close(out.as_numpy("logits"), fmnist_reference)
+        cores = thread_cores(server.proc.pid)
+        assert cores.get("parnet-fmn@0") == str(last), cores
+        if len(allowed) > 1:
+            grpc_cores = set()
+            for item in cores["grpcpp_sync_ser"].split(","):
+                first, _, end = item.partition("-")
+                grpc_cores.update(range(int(first), int(end or first) + 1))
+            assert last not in grpc_cores and grpc_cores, cores
+        config_json = json.loads(urllib.request.urlopen(
+            f"http://{server.http_url}/v2/models/{MODEL}/config").read())
+        assert config_json["instance_group"][0]["host_policy"] == "pin"
+    finally:
+        server.stop()
+
+    for args, text in [(["--host-policy", "pin,numa-node=0"], "setting 'numa-node' is not supported"),
+                       (["--host-policy", "pin,cpu-cores=9999"], "is not a core number"),
+                       ([], "host_policy 'pin' is not defined; start parnet serve with --host-policy")]:
+        run = subprocess.run([PARNET, "serve", "--model-repository", str(repo), "--grpc-port", "0",
+                              "--http-port", "0", "--metrics-port", "0", *args],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode != 0
+        assert text in run.stderr, run.stderr
+
+
 def test_fp16_config_converts_at_the_edge(server, fmnist_batch, fmnist_reference):
     half = fmnist_batch.astype(np.float16)
     client = grpcclient.InferenceServerClient(server.grpc_url)

@@ -1,0 +1,35 @@
+// Triton's host policies: named sets of CPU cores that model instances are bound to. The server
+// takes `--host-policy NAME,cpu-cores=LIST` (LIST as Linux writes CPU lists: "2", "0-3,8"), and a
+// config.pbtxt binds an instance group with `instance_group { host_policy: "NAME" }`. Such an
+// instance computes on a thread of its own, and that thread and its OpenMP threads run only on
+// the policy's cores; the rest of the server keeps off the cores that policies name (when any
+// core is left), so that the gRPC and HTTP threads do not preempt the bound instances.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "runtime/core/status.h"
+
+namespace parnet::serve {
+
+// Policy name -> its cores, ascending.
+using HostPolicies = std::map<std::string, std::vector<int>>;
+
+// Adds one `--host-policy` argument ("NAME,cpu-cores=LIST") to `policies`. Refuses other settings
+// (Triton's numa-node), an empty or malformed list, and cores this process may not run on.
+Status AddHostPolicy(const std::string& argument, HostPolicies* policies);
+
+// A CPU list as Linux writes it ("0-3,8"), as ascending core numbers without repeats.
+StatusOr<std::vector<int>> ParseCpuList(const std::string& list);
+// The other way round: {0, 1, 2, 3, 8} -> "0-3,8".
+std::string CpuListToString(const std::vector<int>& cores);
+
+// The cores this process may run on (its affinity mask), ascending.
+std::vector<int> AllowedCores();
+
+// Binds the calling thread to `cores` (threads it starts afterwards inherit them).
+Status BindThisThread(const std::vector<int>& cores);
+
+}  // namespace parnet::serve
