@@ -26,7 +26,8 @@ StatusOr<std::vector<int>> ParseCpuList(const std::string& list);
 // The other way round: {0, 1, 2, 3, 8} -> "0-3,8".
 std::string CpuListToString(const std::vector<int>& cores);
 
-// The cores this process may run on (its affinity mask), ascending.
+// The cores the calling thread may run on (its affinity mask; at start, the process's),
+// ascending.
 std::vector<int> AllowedCores();
 
 // Binds the calling thread to `cores` (threads it starts afterwards inherit them).

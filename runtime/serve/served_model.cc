@@ -127,8 +127,10 @@ Status ServedModel::CreateInstances(const Graph& graph, const ServeOptions& opti
       ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(graph, engine_options));
       engines_.push_back(std::move(engine));
       threads_.push_back(engine_options.threads);
-      bound_.push_back(!cores.empty());
-      if (!cores.empty()) {
+      cores_.push_back(cores);
+      if (!cores.empty() && engine_options.threads > 1) {
+        // Its OpenMP pool belongs to one lasting thread, bound before the warm-up opens it. A
+        // single-threaded bound instance computes on its worker thread, bound in WorkerLoop.
         const std::string thread = name_.substr(0, 10) + "@" + std::to_string(engines_.size() - 1);
         ASSIGN_OR_RETURN(size_t slot, ExecutionSlots::Shared().PlaceAlone(cores, thread));
         slots_.push_back(slot);
@@ -141,7 +143,8 @@ Status ServedModel::CreateInstances(const Graph& graph, const ServeOptions& opti
   }
   // The receiving thread may run a request only on an unbound single-threaded instance (see
   // the file comment), and Submit() picks any idle instance: all must qualify.
-  caller_may_run_ = std::none_of(bound_.begin(), bound_.end(), [](bool b) { return b; }) &&
+  caller_may_run_ = std::all_of(cores_.begin(), cores_.end(),
+                                [](const std::vector<int>& c) { return c.empty(); }) &&
                     std::all_of(threads_.begin(), threads_.end(), [](int t) { return t == 1; });
   return Status::Ok();
 }
@@ -431,6 +434,11 @@ void ServedModel::WorkerLoop(size_t instance) {
   const std::string suffix = "#" + std::to_string(instance);
   pthread_setname_np(pthread_self(),
                      (name_.substr(0, 15 - suffix.size()) + suffix).c_str());
+  if (!cores_[instance].empty() && threads_[instance] == 1) {
+    if (Status s = BindThisThread(cores_[instance]); !s.ok()) {
+      Logger("serve")->warn("model '{}' instance {}: {}", name_, instance, s.message());
+    }
+  }
   for (;;) {
     std::vector<Pending> batch;
     std::vector<std::pair<Pending, Status>> dropped;
@@ -466,8 +474,8 @@ void ServedModel::WorkerLoop(size_t instance) {
 }
 
 void ServedModel::OnInstanceThreads(size_t instance, const std::function<void()>& fn) {
-  if (threads_[instance] == 1 && !bound_[instance]) {
-    fn();  // no OpenMP pool and no cores of its own: any thread will do
+  if (threads_[instance] == 1) {
+    fn();  // no OpenMP pool: any thread will do (a bound instance's worker is on its cores)
   } else {
     ExecutionSlots::Shared().Run(slots_[instance], fn);
   }

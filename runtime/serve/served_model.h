@@ -10,10 +10,11 @@
 // is answered DEADLINE_EXCEEDED without running. Thread-safe.
 //
 // Where executions run: an instance with more than one OpenMP thread runs on its slot of
-// ExecutionSlots (one OpenMP pool per slot for the whole process); an instance bound to cores by
-// a host policy runs on a slot of its own, bound to them. A single-threaded unbound instance runs
-// on its worker thread, or on the submitting thread itself when Submit() is allowed to and the
-// request would be dispatched alone at once anyway (Dispatch::kCallerMayRun).
+// ExecutionSlots (one OpenMP pool per slot for the whole process; a slot of its own, bound to the
+// cores, for an instance that a host policy binds). A single-threaded instance runs on its worker
+// thread (bound to the policy's cores, if any), or, unbound, on the submitting thread itself when
+// Submit() is allowed to and the request would be dispatched alone at once anyway
+// (Dispatch::kCallerMayRun).
 #pragma once
 
 #include <atomic>
@@ -139,11 +140,11 @@ class ServedModel {
   bool allow_timeout_override_ = true;
   size_t max_queue_ = 0;
 
-  // Per instance: its engine, OpenMP threads, whether a host policy binds it to cores, and its
-  // ExecutionSlots slot (when bound or multi-threaded).
+  // Per instance: its engine, OpenMP threads, the cores a host policy binds it to (empty: none),
+  // and its ExecutionSlots slot (when multi-threaded; its own, bound, when it has cores).
   std::vector<std::unique_ptr<Engine>> engines_;
   std::vector<int> threads_;
-  std::vector<bool> bound_;
+  std::vector<std::vector<int>> cores_;
   std::vector<size_t> slots_;
   bool caller_may_run_ = false;  // every instance single-threaded and unbound
   ModelStats stats_;

@@ -437,18 +437,28 @@ TEST(ServedModelTest, AnInstanceGroupWithAHostPolicyComputesOnItsCores) {
   options.host_policies["last"] = {core};
   auto model = Serve("max_batch_size: 4 instance_group [ { count: 1 host_policy: \"last\" } ]",
                      options);
-  std::thread::id ran;
   InferRequest request;
   request.inputs["input"] = Images(1, 1);
-  std::promise<void> done;
+  std::promise<std::vector<int>> done;  // the cores of the thread that ran the request
   ASSERT_TRUE(model->Submit(request, [&](StatusOr<InferResult> r) {
     EXPECT_TRUE(r.ok()) << r.status().ToString();
-    done.set_value();
+    done.set_value(AllowedCores());  // sched_getaffinity(0): this thread's own mask
   }, ServedModel::Dispatch::kCallerMayRun).ok());
-  done.get_future().get();
-  // The instance computes on its own thread "<model>@<instance>", bound to the policy's core.
-  EXPECT_EQ(CoresOfThread("m@0"), std::to_string(core));
+  EXPECT_EQ(done.get_future().get(), std::vector<int>{core}) << "not run on the bound thread";
+  // One core: a single-threaded instance, computing on its worker "<model>#<instance>", bound.
+  EXPECT_EQ(CoresOfThread("m#0"), std::to_string(core));
   EXPECT_EQ(model->stats().Snapshot().execution_count, 1u);
+
+  const std::vector<int> allowed = AllowedCores();
+  if (allowed.size() >= 2) {
+    // Two cores: a 2-thread instance on an execution thread of its own, "<model>@<instance>".
+    ServeOptions two;
+    two.host_policies["two"] = {allowed[0], allowed[1]};
+    auto wide = Serve("max_batch_size: 4 instance_group [ { count: 1 host_policy: \"two\" } ]",
+                      two);
+    EXPECT_EQ(CoresOfThread("m@0"), CpuListToString({allowed[0], allowed[1]}));
+    EXPECT_TRUE(InferAndWait(wide.get(), request).ok());
+  }
 
   auto config = ReadModelConfig("/dev/null");
   ASSERT_TRUE(config.ok());

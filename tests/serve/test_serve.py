@@ -245,7 +245,7 @@ def test_host_policy_binds_the_instance_and_keeps_the_front_ends_off(tmp_path, f
         out = grpc_infer(server, fmnist_batch)
         assert_logits_close(out.as_numpy("logits"), fmnist_reference)
         cores = thread_cores(server.proc.pid)
-        assert cores.get("parnet-fmn@0") == str(last), cores
+        assert cores.get("parnet-fmnist#0") == str(last), cores  # its worker computes
         if len(allowed) > 1:
             grpc_cores = set()
             for item in cores["grpcpp_sync_ser"].split(","):
