@@ -1,7 +1,8 @@
 // The serving core without the network: float conversions, config completion and refusals, and
 // the dynamic batcher on the shipped model (batches formed, results split back per request, a
-// full queue refused, a timed-out request answered DEADLINE_EXCEEDED), where executions run
-// (on the caller, a worker, or an ExecutionSlots thread).
+// full queue refused, a timed-out or cancelled request answered without running), where
+// executions run (on the caller, a worker, or an ExecutionSlots thread; on the cores of a host
+// policy).
 #include <gtest/gtest.h>
 #include <omp.h>
 
