@@ -1,7 +1,6 @@
 #include "runtime/serve/execution_slots.h"
 
 #include <omp.h>
-
 #include <pthread.h>
 #include <sched.h>
 
@@ -39,29 +38,36 @@ void ExecutionSlots::Loop(Slot* slot) {
   }
 }
 
-StatusOr<size_t> ExecutionSlots::PlaceAlone(const std::vector<int>& cores,
-                                            const std::string& thread_name) {
+StatusOr<size_t> ExecutionSlots::PlaceBound(const std::string& policy,
+                                            const std::vector<int>& cores, int threads) {
+  const size_t wanted =
+      std::max<size_t>(1, cores.size() / static_cast<size_t>(std::max(1, threads)));
+  std::lock_guard<std::mutex> lock(mu_);
+  Policy& p = policies_[policy];
+  if (p.slots.size() >= wanted) return p.slots[p.next++ % p.slots.size()];
   auto slot = std::make_unique<Slot>();
   // Bound before it runs any work, so the OpenMP pool it opens later inherits the cores.
   std::thread thread(Loop, slot.get());
-  pthread_setname_np(thread.native_handle(), thread_name.substr(0, 15).c_str());
+  const std::string name = policy.substr(0, 12) + "/" + std::to_string(p.slots.size());
+  pthread_setname_np(thread.native_handle(), name.c_str());
   cpu_set_t set;
   CPU_ZERO(&set);
   for (int c : cores) CPU_SET(c, &set);
   const int err = pthread_setaffinity_np(thread.native_handle(), sizeof set, &set);
   thread.detach();
-  std::lock_guard<std::mutex> lock(mu_);
-  alone_.push_back(std::move(slot));  // recorded even on error: its thread uses it
+  bound_.push_back(std::move(slot));  // kept even on error: its thread uses it
   if (err != 0) {
-    return Internal("binding an instance thread to cores " + CpuListToString(cores) + ": " +
-                    std::strerror(err));
+    return Internal("binding an execution thread to cores " + CpuListToString(cores) +
+                    " (host policy '" + policy + "'): " + std::strerror(err));
   }
-  return kAlone + alone_.size() - 1;
+  p.slots.push_back(kBound + bound_.size() - 1);
+  ++p.next;
+  return p.slots.back();
 }
 
 ExecutionSlots::Slot* ExecutionSlots::GetSlot(size_t index) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (index >= kAlone) return alone_.at(index - kAlone).get();
+  if (index >= kBound) return bound_.at(index - kBound).get();
   while (slots_.size() <= index) {
     auto slot = std::make_unique<Slot>();
     const std::string name = "parnet-slot-" + std::to_string(slots_.size());

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,10 +34,12 @@ class ExecutionSlots {
   // while their pools together hold no more threads than there are cores. Thread-safe.
   size_t Place(int threads);
 
-  // A new slot of its own for an instance bound to `cores` (a host policy): its lasting thread,
-  // named `thread_name` (up to 15 characters), runs only there, and so do the OpenMP threads it
-  // starts. Thread-safe.
-  StatusOr<size_t> PlaceAlone(const std::vector<int>& cores, const std::string& thread_name);
+  // The slot for a new instance with `threads` OpenMP threads bound to host policy `policy`
+  // (`cores`): round robin over max(1, cores / threads) slots of that policy, whose lasting
+  // threads (named "<policy>/<k>") run only on `cores`, and so do the OpenMP threads they start.
+  // Instances of every model that use the policy share these slots. Thread-safe.
+  StatusOr<size_t> PlaceBound(const std::string& policy, const std::vector<int>& cores,
+                              int threads);
 
   // Runs `fn` on slot `slot`'s thread, after the work queued there before it, and returns when it
   // has finished; rethrows what `fn` threw. Slots are created on first use. Thread-safe; blocks
@@ -55,12 +58,17 @@ class ExecutionSlots {
   // can be started (the slot is then not recorded, and the next call tries again).
   Slot* GetSlot(size_t index);
 
-  // Slots from PlaceAlone() are numbered from here on (Place()'s are below).
-  static constexpr size_t kAlone = size_t{1} << 32;
+  // Slots from PlaceBound() are numbered from here on (Place()'s are below).
+  static constexpr size_t kBound = size_t{1} << 32;
+  struct Policy {
+    std::vector<size_t> slots;  // into bound_, offset by kBound
+    size_t next = 0;            // PlaceBound()'s round robin
+  };
 
   std::mutex mu_;
   std::vector<std::unique_ptr<Slot>> slots_;  // guarded by mu_; never shrinks
-  std::vector<std::unique_ptr<Slot>> alone_;  // guarded by mu_; never shrinks
+  std::vector<std::unique_ptr<Slot>> bound_;  // guarded by mu_; never shrinks
+  std::map<std::string, Policy> policies_;    // guarded by mu_
   size_t next_ = 0;                           // guarded by mu_; Place()'s round robin
 };
 

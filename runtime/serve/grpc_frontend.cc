@@ -3,7 +3,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include <condition_variable>
-#include <cstring>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -11,6 +10,7 @@
 #include "proto/grpc_service.grpc.pb.h"
 #include "runtime/serve/datatype.h"
 #include "runtime/serve/frontend.h"
+#include "runtime/serve/grpc_codec.h"
 
 namespace parnet::serve {
 namespace {
@@ -27,123 +27,6 @@ grpc::Status ToGrpc(const Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), s.message());
 }
 
-template <typename T, typename Field>
-Tensor CopyTyped(DType dtype, const Shape& shape, const Field& values) {
-  Tensor t(dtype, shape);
-  T* dst = static_cast<T*>(t.raw_data());
-  for (int i = 0; i < values.size(); ++i) dst[i] = static_cast<T>(values.Get(i));
-  return t;
-}
-
-// The typed contents of one input as a tensor; the element count must match the shape.
-StatusOr<Tensor> DecodeTyped(const ModelInferRequest::InferInputTensor& in, DType dtype,
-                             const Shape& shape) {
-  const auto& c = in.contents();
-  const int64_t n = NumElements(shape);
-  auto count_ok = [&](int have, const char* field) -> Status {
-    if (have == n) return Status::Ok();
-    return InvalidArgument("input '" + in.name() + "': contents." + field + " holds " +
-                           std::to_string(have) + " values, but " + ProtocolName(dtype) +
-                           ShapeToString(shape) + " needs " + std::to_string(n));
-  };
-  switch (dtype) {
-    case DType::kFloat32:
-      RETURN_IF_ERROR(count_ok(c.fp32_contents_size(), "fp32_contents"));
-      return CopyTyped<float>(dtype, shape, c.fp32_contents());
-    case DType::kFloat64:
-      RETURN_IF_ERROR(count_ok(c.fp64_contents_size(), "fp64_contents"));
-      return CopyTyped<double>(dtype, shape, c.fp64_contents());
-    case DType::kInt64:
-      RETURN_IF_ERROR(count_ok(c.int64_contents_size(), "int64_contents"));
-      return CopyTyped<int64_t>(dtype, shape, c.int64_contents());
-    case DType::kInt32:
-      RETURN_IF_ERROR(count_ok(c.int_contents_size(), "int_contents"));
-      return CopyTyped<int32_t>(dtype, shape, c.int_contents());
-    case DType::kInt16:
-      RETURN_IF_ERROR(count_ok(c.int_contents_size(), "int_contents"));
-      return CopyTyped<int16_t>(dtype, shape, c.int_contents());
-    case DType::kInt8:
-      RETURN_IF_ERROR(count_ok(c.int_contents_size(), "int_contents"));
-      return CopyTyped<int8_t>(dtype, shape, c.int_contents());
-    case DType::kUInt64:
-      RETURN_IF_ERROR(count_ok(c.uint64_contents_size(), "uint64_contents"));
-      return CopyTyped<uint64_t>(dtype, shape, c.uint64_contents());
-    case DType::kUInt32:
-      RETURN_IF_ERROR(count_ok(c.uint_contents_size(), "uint_contents"));
-      return CopyTyped<uint32_t>(dtype, shape, c.uint_contents());
-    case DType::kUInt16:
-      RETURN_IF_ERROR(count_ok(c.uint_contents_size(), "uint_contents"));
-      return CopyTyped<uint16_t>(dtype, shape, c.uint_contents());
-    case DType::kUInt8:
-      RETURN_IF_ERROR(count_ok(c.uint_contents_size(), "uint_contents"));
-      return CopyTyped<uint8_t>(dtype, shape, c.uint_contents());
-    case DType::kBool:
-      RETURN_IF_ERROR(count_ok(c.bool_contents_size(), "bool_contents"));
-      return CopyTyped<bool>(dtype, shape, c.bool_contents());
-    default:
-      return InvalidArgument("input '" + in.name() + "': " + ProtocolName(dtype) +
-                             " has no typed contents field; send it in raw_input_contents");
-  }
-}
-
-bool HasTypedContents(const ModelInferRequest::InferInputTensor& in) {
-  const auto& c = in.contents();
-  return c.bool_contents_size() || c.int_contents_size() || c.int64_contents_size() ||
-         c.uint_contents_size() || c.uint64_contents_size() || c.fp32_contents_size() ||
-         c.fp64_contents_size() || c.bytes_contents_size();
-}
-
-// The wire request as an InferRequest. Raw tensors borrow from `req`, which must outlive it.
-StatusOr<InferRequest> Decode(const ModelInferRequest& req) {
-  InferRequest out;
-  out.id = req.id();
-  const bool raw = req.raw_input_contents_size() > 0;
-  if (raw && req.raw_input_contents_size() != req.inputs_size()) {
-    return InvalidArgument("raw_input_contents has " +
-                           std::to_string(req.raw_input_contents_size()) + " entries for " +
-                           std::to_string(req.inputs_size()) +
-                           " inputs; send one entry per input, in the order of 'inputs'");
-  }
-  for (int i = 0; i < req.inputs_size(); ++i) {
-    const auto& in = req.inputs(i);
-    ASSIGN_OR_RETURN(DType dtype, DTypeFromProtocolName(in.datatype()));
-    const Shape shape(in.shape().begin(), in.shape().end());
-    ASSIGN_OR_RETURN(size_t bytes, TensorByteSize(in.name(), dtype, shape));
-    if (out.inputs.count(in.name())) {
-      return InvalidArgument("input '" + in.name() + "' appears twice; send each input once");
-    }
-    Tensor tensor;
-    if (raw) {
-      if (HasTypedContents(in)) {
-        return InvalidArgument("input '" + in.name() + "' has typed contents while the " +
-                               "request also has raw_input_contents; use one form for all inputs");
-      }
-      const std::string& data = req.raw_input_contents(i);
-      if (data.size() != bytes) {
-        return InvalidArgument("input '" + in.name() + "': raw contents hold " +
-                               std::to_string(data.size()) + " bytes, but " +
-                               ProtocolName(dtype) + ShapeToString(shape) + " needs " +
-                               std::to_string(bytes));
-      }
-      const auto address = reinterpret_cast<uintptr_t>(data.data());
-      if (address % DTypeSize(dtype) == 0) {
-        tensor = Tensor::Borrow(dtype, shape, const_cast<char*>(data.data()));
-      } else {
-        tensor = Tensor(dtype, shape);
-        std::memcpy(tensor.raw_data(), data.data(), bytes);
-      }
-    } else {
-      ASSIGN_OR_RETURN(tensor, DecodeTyped(in, dtype, shape));
-    }
-    out.inputs[in.name()] = std::move(tensor);
-  }
-  auto timeout = req.parameters().find("timeout");
-  if (timeout != req.parameters().end() && timeout->second.int64_param() > 0) {
-    out.timeout_us = static_cast<uint64_t>(timeout->second.int64_param());
-  }
-  return out;
-}
-
 // The call's deadline on the server's clock; max() when the client set none.
 Clock::time_point ClientDeadline(const grpc::ServerContext& context) {
   const auto deadline = context.deadline();
@@ -155,79 +38,139 @@ Clock::time_point ClientDeadline(const grpc::ServerContext& context) {
   return Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
 }
 
-bool WantsBinary(const google::protobuf::Map<std::string, inference::InferParameter>& params,
-                 const char* key) {
-  auto it = params.find(key);
-  return it != params.end() && it->second.bool_param();
+// The answers of one ModelStreamInfer call, written by a thread of their own: a finished
+// execution only queues its answer, so a client that stops reading stalls its own stream (the
+// handler stops reading requests once kStreamBacklog answers wait, and gRPC's flow control
+// holds the client), never the model instance and its other clients. The writer also asks gRPC
+// every kClientPoll whether the client cancelled, for the stream's queued requests (gone()).
+class StreamAnswers {
+  struct State;
+
+ public:
+  using Stream = grpc::ServerReaderWriter<inference::ModelStreamInferResponse, ModelInferRequest>;
+
+  // One answer the stream waits for: Answer() queues it; destroyed unanswered (the request was
+  // refused, or Submit threw), it stops being waited for. Held by the request's InferDone.
+  class Expected {
+   public:
+    explicit Expected(std::shared_ptr<State> state);
+    ~Expected();
+    void Answer(inference::ModelStreamInferResponse response);
+
+   private:
+    std::shared_ptr<State> state_;
+    bool answered_ = false;
+  };
+
+  // `context` and `stream` must outlive this object (the handler's own).
+  StreamAnswers(grpc::ServerContext* context, Stream* stream);
+  // Waits until every Expected is answered or gone and every answer written (or dropped: the
+  // client left), then joins the writer.
+  ~StreamAnswers();
+
+  // Blocks while kStreamBacklog answers wait to be written.
+  void WaitForRoom();
+  // Queues an answer no Expected stands for (a refused request's error).
+  void Queue(inference::ModelStreamInferResponse response);
+  std::shared_ptr<Expected> Expect();
+  // Set once the client cancelled the stream or stopped taking answers.
+  std::shared_ptr<const std::atomic<bool>> gone() const { return state_->gone; }
+
+ private:
+  struct State {
+    std::mutex mu;
+    std::condition_variable changed;
+    std::deque<inference::ModelStreamInferResponse> backlog;  // answered, not yet written
+    int expected = 0;                                         // Expected not yet settled
+    bool reading = true;
+    std::shared_ptr<std::atomic<bool>> gone = std::make_shared<std::atomic<bool>>(false);
+  };
+  void WriteLoop(grpc::ServerContext* context, Stream* stream);
+
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+  std::thread writer_;
+};
+
+StreamAnswers::Expected::Expected(std::shared_ptr<StreamAnswers::State> state)
+    : state_(std::move(state)) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  ++state_->expected;
 }
 
-void SetTyped(const Tensor& t, inference::InferTensorContents* c) {
-  const int64_t n = t.num_elements();
-  switch (t.dtype()) {
-    case DType::kFloat32:
-      c->mutable_fp32_contents()->Add(t.data<float>(), t.data<float>() + n);
-      break;
-    case DType::kFloat64:
-      c->mutable_fp64_contents()->Add(t.data<double>(), t.data<double>() + n);
-      break;
-    case DType::kInt64:
-      c->mutable_int64_contents()->Add(t.data<int64_t>(), t.data<int64_t>() + n);
-      break;
-    case DType::kInt32:
-      c->mutable_int_contents()->Add(t.data<int32_t>(), t.data<int32_t>() + n);
-      break;
-    default:
-      break;  // HasTypedField() said no: the caller sends raw bytes instead
+StreamAnswers::Expected::~Expected() {
+  if (answered_) return;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    --state_->expected;
   }
+  state_->changed.notify_all();
 }
 
-bool HasTypedField(DType d) {
-  return d == DType::kFloat32 || d == DType::kFloat64 || d == DType::kInt64 ||
-         d == DType::kInt32;
-}
-
-// The response for `result`: the selected outputs, raw when the request came raw (as Triton's
-// clients expect), when asked with the "binary_data" parameter, or when a datatype has no typed
-// field (FP16, BF16).
-StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRequest& req,
-                                    const InferResult& result) {
-  std::vector<std::string> requested;
-  bool raw = req.raw_input_contents_size() > 0 || WantsBinary(req.parameters(), "binary_data_output");
-  for (const auto& out : req.outputs()) {
-    requested.push_back(out.name());
-    raw = raw || WantsBinary(out.parameters(), "binary_data");
+void StreamAnswers::Expected::Answer(inference::ModelStreamInferResponse response) {
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->backlog.push_back(std::move(response));
+    --state_->expected;
+    answered_ = true;
   }
-  ASSIGN_OR_RETURN(std::vector<std::string> names, SelectOutputs(model, requested));
-  for (const auto& name : names) raw = raw || !HasTypedField(OutputOf(result, name).dtype());
-  ModelInferResponse response;
-  response.set_model_name(model.name());
-  response.set_model_version(std::to_string(model.version()));
-  response.set_id(req.id());
-  for (const auto& name : names) {
-    const Tensor& t = OutputOf(result, name);
-    auto* out = response.add_outputs();
-    out->set_name(name);
-    out->set_datatype(ProtocolName(t.dtype()));
-    for (int64_t d : t.shape()) out->add_shape(d);
-    if (raw) {
-      response.add_raw_output_contents(static_cast<const char*>(t.raw_data()), t.num_bytes());
-    } else {
-      SetTyped(t, out->mutable_contents());
+  state_->changed.notify_all();
+}
+
+StreamAnswers::StreamAnswers(grpc::ServerContext* context, Stream* stream)
+    : writer_([this, context, stream] { WriteLoop(context, stream); }) {}
+
+StreamAnswers::~StreamAnswers() {
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->reading = false;
+  }
+  state_->changed.notify_all();
+  writer_.join();
+}
+
+void StreamAnswers::WaitForRoom() {
+  std::unique_lock<std::mutex> lock(state_->mu);
+  state_->changed.wait(lock, [&] { return state_->backlog.size() < kStreamBacklog; });
+}
+
+void StreamAnswers::Queue(inference::ModelStreamInferResponse response) {
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->backlog.push_back(std::move(response));
+  }
+  state_->changed.notify_all();
+}
+
+std::shared_ptr<StreamAnswers::Expected> StreamAnswers::Expect() {
+  return std::make_shared<Expected>(state_);
+}
+
+void StreamAnswers::WriteLoop(grpc::ServerContext* context, Stream* stream) {
+  State& state = *state_;
+  bool client_reads = true;  // after a failed Write the rest are dropped: the client left
+  Clock::time_point asked = Clock::now();
+  std::unique_lock<std::mutex> lock(state.mu);
+  for (;;) {
+    const bool woken = state.changed.wait_for(lock, kClientPoll, [&] {
+      return !state.backlog.empty() || (!state.reading && state.expected == 0);
+    });
+    // Every kClientPoll, busy or not: a stream that keeps answering must notice too.
+    if (!state.gone->load() && Clock::now() - asked >= kClientPoll) {
+      lock.unlock();
+      if (context->IsCancelled()) state.gone->store(true);
+      asked = Clock::now();
+      lock.lock();
     }
+    if (!woken) continue;
+    if (state.backlog.empty()) return;
+    inference::ModelStreamInferResponse r = std::move(state.backlog.front());
+    state.backlog.pop_front();
+    lock.unlock();
+    state.changed.notify_all();  // the reader may wait for room in the backlog
+    if (client_reads) client_reads = stream->Write(r);
+    if (!client_reads) state.gone->store(true);
+    lock.lock();
   }
-  return response;
-}
-
-Status CheckOutputRequests(const ServedModel& model, const ModelInferRequest& req) {
-  std::vector<std::string> requested;
-  for (const auto& out : req.outputs()) {
-    if (out.parameters().count("classification")) {
-      return Unimplemented("output '" + out.name() + "': the classification extension is not " +
-                           "supported; request the logits and take the top-k on the client");
-    }
-    requested.push_back(out.name());
-  }
-  return SelectOutputs(model, requested).status();
 }
 
 class GrpcService final : public inference::GRPCInferenceService::Service {
@@ -350,133 +293,58 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
     return grpc::Status::OK;
   }
 
-  // Requests on one stream run concurrently (and batch together); responses are written as
-  // they complete, each carrying its request's id. An error travels in error_message and the
-  // stream goes on. A writer thread of the stream writes the responses: a finished execution
-  // only queues its response, so a client that stops reading stalls its own stream (reading
-  // stops once kStreamBacklog responses wait, and gRPC's flow control holds the client), never
-  // the model instance and the other clients.
-  grpc::Status ModelStreamInfer(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<inference::ModelStreamInferResponse, ModelInferRequest>* stream)
-      override {
-    struct StreamState {
-      std::mutex mu;
-      std::condition_variable changed;
-      std::deque<inference::ModelStreamInferResponse> backlog;  // answered, not yet written
-      int outstanding = 0;  // submitted, not yet answered
-      bool reading = true;
-      // The client cancelled the stream; the writer asks gRPC every kClientPoll.
-      std::shared_ptr<std::atomic<bool>> gone = std::make_shared<std::atomic<bool>>(false);
-    };
-    auto state = std::make_shared<StreamState>();
-    auto queue = [state](inference::ModelStreamInferResponse r, bool answers_submitted) {
-      {
-        std::lock_guard<std::mutex> lock(state->mu);
-        state->backlog.push_back(std::move(r));
-        if (answers_submitted) --state->outstanding;
-      }
-      state->changed.notify_all();
-    };
-    std::thread writer([state, stream, context] {
-      bool client_reads = true;  // after a failed Write the rest are dropped: the client left
-      std::unique_lock<std::mutex> lock(state->mu);
-      for (;;) {
-        const bool woken = state->changed.wait_for(lock, kClientPoll, [&] {
-          return !state->backlog.empty() || (!state->reading && state->outstanding == 0);
-        });
-        if (!woken) {
-          lock.unlock();
-          if (!state->gone->load() && context->IsCancelled()) state->gone->store(true);
-          lock.lock();
-          continue;
-        }
-        if (state->backlog.empty()) return;
-        inference::ModelStreamInferResponse r = std::move(state->backlog.front());
-        state->backlog.pop_front();
-        lock.unlock();
-        state->changed.notify_all();  // the reader may wait for room in the backlog
-        if (client_reads) client_reads = stream->Write(r);
-        lock.lock();
-      }
-    });
-    // However the reading ends (even by an exception), the writer is joined before the stream
-    // goes: once every submitted request is answered and every answer written or dropped.
-    struct JoinWriter {
-      StreamState& state;
-      std::thread& writer;
-      ~JoinWriter() {
-        {
-          std::lock_guard<std::mutex> lock(state.mu);
-          state.reading = false;
-        }
-        state.changed.notify_all();
-        writer.join();
-      }
-    } join_writer{*state, writer};
-    auto write_error = [&](const ModelInferRequest& req, const Status& s) {
+  // Requests on one stream run concurrently (and batch together); answers are written as they
+  // complete, each carrying its request's id (see StreamAnswers). An error travels in
+  // error_message and the stream goes on.
+  grpc::Status ModelStreamInfer(grpc::ServerContext* context,
+                                StreamAnswers::Stream* stream) override {
+    StreamAnswers answers(context, stream);
+    auto refuse = [&](const ModelInferRequest& req, const Status& s) {
       inference::ModelStreamInferResponse r;
       r.set_error_message(s.message());
       r.mutable_infer_response()->set_id(req.id());
       r.mutable_infer_response()->set_model_name(req.model_name());
-      queue(std::move(r), false);
+      answers.Queue(std::move(r));
     };
     for (;;) {
-      {
-        std::unique_lock<std::mutex> lock(state->mu);
-        state->changed.wait(lock, [&] { return state->backlog.size() < kStreamBacklog; });
-      }
+      answers.WaitForRoom();
       auto request = std::make_shared<ModelInferRequest>();
       if (!stream->Read(request.get())) break;
       const Clock::time_point arrival = Clock::now();
       StatusOr<ServedModel*> model = repo_->Find(request->model_name(), request->model_version());
       if (!model.ok()) {
-        write_error(*request, model.status());
+        refuse(*request, model.status());
         continue;
       }
       StatusOr<InferRequest> decoded = Decode(*request);
       Status checked = decoded.ok() ? CheckOutputRequests(**model, *request) : decoded.status();
       if (!checked.ok()) {
         (*model)->RecordFailure(arrival);
-        write_error(*request, checked);
+        refuse(*request, checked);
         continue;
       }
       decoded->arrival = arrival;
       decoded->keep_alive = request;
       decoded->client_deadline = ClientDeadline(*context);
-      decoded->cancelled = state->gone;
+      decoded->cancelled = answers.gone();
       ServedModel* m = *model;
-      InferDone done = [=](StatusOr<InferResult> result) {
+      std::shared_ptr<StreamAnswers::Expected> expected = answers.Expect();
+      InferDone done = [m, request, expected](StatusOr<InferResult> result) {
         inference::ModelStreamInferResponse r;
-        StatusOr<ModelInferResponse> encoded =
-            result.ok() ? Encode(*m, *request, *result) : StatusOr<ModelInferResponse>(result.status());
+        StatusOr<ModelInferResponse> encoded = result.ok()
+                                                   ? Encode(*m, *request, *result)
+                                                   : StatusOr<ModelInferResponse>(result.status());
         if (encoded.ok()) {
           *r.mutable_infer_response() = std::move(*encoded);
         } else {
           r.set_error_message(encoded.status().message());
           r.mutable_infer_response()->set_id(request->id());
         }
-        queue(std::move(r), true);
+        expected->Answer(std::move(r));
       };
-      {
-        std::lock_guard<std::mutex> lock(state->mu);
-        ++state->outstanding;
-      }
-      Status submitted = Status::Ok();
-      try {
-        submitted = m->Submit(std::move(*decoded), std::move(done));
-      } catch (...) {  // not queued: nothing will answer it
-        std::lock_guard<std::mutex> lock(state->mu);
-        --state->outstanding;
-        throw;
-      }
-      if (!submitted.ok()) {
-        {
-          std::lock_guard<std::mutex> lock(state->mu);
-          --state->outstanding;
-        }
-        write_error(*request, submitted);
-      }
+      expected.reset();  // `done` holds it now
+      Status submitted = m->Submit(std::move(*decoded), std::move(done));
+      if (!submitted.ok()) refuse(*request, submitted);
     }
     return grpc::Status::OK;
   }

@@ -11,10 +11,11 @@
 namespace parnet::serve {
 namespace {
 
-// A core number of a CPU list; `what` names the whole list for the message.
+// One core number of CPU list `list` (named in the message).
 StatusOr<int> ParseCore(const std::string& text, const std::string& list) {
-  const bool digits = !text.empty() && text.size() <= 6 &&
-                      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  const bool digits =
+      !text.empty() && text.size() <= 6 &&
+      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!digits || std::stoi(text) >= CPU_SETSIZE) {
     return InvalidArgument("CPU list '" + list + "': '" + text + "' is not a core number below " +
                            std::to_string(CPU_SETSIZE) + "; write cores as in \"0-3,8\"");
@@ -92,8 +93,8 @@ Status AddHostPolicy(const std::string& argument, HostPolicies* policies) {
   for (int c : *cores) {
     if (!std::binary_search(allowed.begin(), allowed.end(), c)) {
       return InvalidArgument("--host-policy '" + argument + "': core " + std::to_string(c) +
-                             " is not one this process may run on (" +
-                             CpuListToString(allowed) + ")");
+                             " is not one this process may run on (" + CpuListToString(allowed) +
+                             ")");
     }
   }
   if (policies->count(name)) {

@@ -1,12 +1,13 @@
 #include "runtime/serve/served_model.h"
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <omp.h>
 #include <optional>
-#include <pthread.h>
 
 #include "runtime/core/log_internal.h"
 #include "runtime/graph/onnx_import.h"
@@ -24,6 +25,18 @@ std::vector<std::string> ReadLabels(const std::string& path) {
   return labels;
 }
 
+// OpenMP's default thread count, read without OpenMP's per-thread setting (the warm-up of each
+// engine sets that on the thread it runs on, the main thread for single-threaded instances):
+// OMP_NUM_THREADS when set, else the cores the calling thread may use (after the server kept
+// off the cores of host policies, the others).
+int DefaultThreads() {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const long n = std::strtol(env, nullptr, 10);  // "4", or "4,2" for nested levels
+    if (n > 0) return static_cast<int>(std::min<long>(n, 4096));
+  }
+  return std::max(1, static_cast<int>(AllowedCores().size()));
+}
+
 std::string ConfigShape(bool batched, const google::protobuf::RepeatedField<int64_t>& dims) {
   Shape shape(dims.begin(), dims.end());
   if (batched) shape.insert(shape.begin(), -1);
@@ -36,11 +49,10 @@ ServedModel::ServedModel(std::string name, int64_t version, inference::ModelConf
                          const ServeOptions& options)
     : name_(std::move(name)), version_(version), config_(std::move(config)), options_(options) {}
 
-StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name,
-                                                        int64_t version,
-                                                        const std::string& model_path,
-                                                        inference::ModelConfig config,
-                                                        const ServeOptions& options) {
+StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name, int64_t version,
+                                                         const std::string& model_path,
+                                                         inference::ModelConfig config,
+                                                         const ServeOptions& options) {
   auto where = [&](const Status& s) {
     return s.WithContext("model '" + name + "' version " + std::to_string(version));
   };
@@ -59,8 +71,8 @@ StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name
     model->max_delay_ = std::chrono::microseconds(db.max_queue_delay_microseconds());
     model->target_batch_ = config.max_batch_size();
     if (db.preferred_batch_size_size() > 0) {
-      model->target_batch_ = *std::max_element(db.preferred_batch_size().begin(),
-                                               db.preferred_batch_size().end());
+      model->target_batch_ =
+          *std::max_element(db.preferred_batch_size().begin(), db.preferred_batch_size().end());
     }
     if (db.has_default_queue_policy()) {
       const auto& policy = db.default_queue_policy();
@@ -86,8 +98,10 @@ StatusOr<std::unique_ptr<ServedModel>> ServedModel::Load(const std::string& name
 }
 
 Status ServedModel::CreateInstances(const Graph& graph, const ServeOptions& options) {
-  int instances = 0;
-  for (const auto& group : config_.instance_group()) instances += group.count();
+  int unbound = 0;
+  for (const auto& group : config_.instance_group()) {
+    if (group.host_policy().empty()) unbound += group.count();
+  }
   for (const auto& group : config_.instance_group()) {
     std::vector<int> cores;
     if (!group.host_policy().empty()) {
@@ -101,11 +115,11 @@ Status ServedModel::CreateInstances(const Graph& graph, const ServeOptions& opti
     }
     EngineOptions engine_options;
     engine_options.backend = options.backend;
-    // 0: a bound instance uses its cores; the others split OpenMP's own default
-    // (OMP_NUM_THREADS, else the cores this process may use).
+    // 0: a bound group's instances split its cores; the unbound ones split OpenMP's default.
+    const int share = static_cast<int>(cores.size()) / group.count();
     engine_options.threads = options.threads > 0 ? options.threads
-                             : !cores.empty()    ? static_cast<int>(cores.size())
-                                                 : std::max(1, omp_get_max_threads() / instances);
+                             : !cores.empty()    ? std::max(1, share)
+                                                 : std::max(1, DefaultThreads() / unbound);
     // Every warmed-up batch size stays compiled; the slack is for dynamic item shapes.
     engine_options.max_cached_shapes = buckets_.size() + 8;
     for (int k = 0; k < group.count(); ++k) {
@@ -114,10 +128,11 @@ Status ServedModel::CreateInstances(const Graph& graph, const ServeOptions& opti
       threads_.push_back(engine_options.threads);
       cores_.push_back(cores);
       if (!cores.empty() && engine_options.threads > 1) {
-        // Its OpenMP pool belongs to one lasting thread, bound before the warm-up opens it. A
-        // single-threaded bound instance computes on its worker thread, bound in WorkerLoop.
-        const std::string thread = name_.substr(0, 10) + "@" + std::to_string(engines_.size() - 1);
-        ASSIGN_OR_RETURN(size_t slot, ExecutionSlots::Shared().PlaceAlone(cores, thread));
+        // Its OpenMP pool belongs to a lasting thread of the policy, bound before the warm-up
+        // opens it. A single-threaded bound instance computes on its worker thread, bound in
+        // WorkerLoop.
+        ASSIGN_OR_RETURN(size_t slot, ExecutionSlots::Shared().PlaceBound(
+                                          group.host_policy(), cores, engine_options.threads));
         slots_.push_back(slot);
       } else {
         slots_.push_back(engine_options.threads > 1
@@ -207,8 +222,8 @@ Status ServedModel::Check(const InferRequest& request, int64_t* batch) const {
     auto it = request.inputs.find(in.name());
     if (it == request.inputs.end()) {
       if (in.optional()) continue;
-      return InvalidArgument("input '" + in.name() + "' is missing; model '" + name_ +
-                             "' takes " + expected);
+      return InvalidArgument("input '" + in.name() + "' is missing; model '" + name_ + "' takes " +
+                             expected);
     }
     const Tensor& t = it->second;
     const DType want = DTypeFromConfig(in.data_type());
@@ -251,8 +266,8 @@ Status ServedModel::Check(const InferRequest& request, int64_t* batch) const {
       *batch = t.shape()[0];
     }
     // The graph's own rules (spatial sizes its strides allow), on the model's element type.
-    RETURN_IF_ERROR(engines_.front()->CheckInputShape(in.name(), model_dtypes_.at(in.name()),
-                                                      t.shape()));
+    RETURN_IF_ERROR(
+        engines_.front()->CheckInputShape(in.name(), model_dtypes_.at(in.name()), t.shape()));
   }
   if (*batch < 0) *batch = 1;
   return Status::Ok();
@@ -266,7 +281,7 @@ Status ServedModel::Submit(InferRequest request, InferDone done, Dispatch dispat
   };
   if (!ready_) {
     return fail(Status(StatusCode::kUnavailable, "model '" + name_ + "' is still warming up; " +
-                                                    "retry when ModelReady says ready"));
+                                                     "retry when ModelReady says ready"));
   }
   Pending pending;
   if (Status s = Check(request, &pending.batch); !s.ok()) return fail(s);
@@ -296,8 +311,7 @@ Status ServedModel::Submit(InferRequest request, InferDone done, Dispatch dispat
       refused = Status(StatusCode::kUnavailable, "the server is shutting down");
     } else if (queue_.size() >= max_queue_) {
       refused = Status(StatusCode::kResourceExhausted,
-                       "the queue of model '" + name_ + "' is full (" +
-                           std::to_string(max_queue_) +
+                       "the queue of model '" + name_ + "' is full (" + std::to_string(max_queue_) +
                            " requests, max_queue_size); retry later, or raise "
                            "dynamic_batching.default_queue_policy.max_queue_size");
     } else {
@@ -351,11 +365,13 @@ Status ServedModel::DroppedStatus(const Pending& pending, Clock::time_point now)
   const std::string what = "request '" + pending.request.id + "' for model '" + name_ + "'";
   if (pending.request.client_deadline <= now) {
     return Status(StatusCode::kDeadlineExceeded,
-                  what + " was still queued when the client's deadline passed; it did not run. "
-                         "Give the call a longer deadline or lower the load");
+                  what +
+                      " was still queued when the client's deadline passed; it did not run. "
+                      "Give the call a longer deadline or lower the load");
   }
-  return Status(StatusCode::kDeadlineExceeded,
-                what + " waited in the queue past its timeout; raise the timeout or lower the load");
+  return Status(
+      StatusCode::kDeadlineExceeded,
+      what + " waited in the queue past its timeout; raise the timeout or lower the load");
 }
 
 void ServedModel::DropLocked(Clock::time_point now,
@@ -366,10 +382,10 @@ void ServedModel::DropLocked(Clock::time_point now,
       dropped->emplace_back(std::move(*it), std::move(status));
       it = queue_.erase(it);
     } else if (it->request.cancelled && it->request.cancelled->load(std::memory_order_relaxed)) {
-      dropped->emplace_back(std::move(*it),
-                            Status(StatusCode::kCancelled,
-                                   "request '" + it->request.id + "' for model '" + name_ +
-                                       "' was cancelled by its client before it ran"));
+      dropped->emplace_back(
+          std::move(*it),
+          Status(StatusCode::kCancelled, "request '" + it->request.id + "' for model '" + name_ +
+                                             "' was cancelled by its client before it ran"));
       it = queue_.erase(it);
     } else {
       ++it;
@@ -417,8 +433,7 @@ std::vector<ServedModel::Pending> ServedModel::TakeBatchLocked() {
 void ServedModel::WorkerLoop(size_t instance) {
   // "<model>#<instance>", as far as the kernel's 15 characters go: top -H and perf name it.
   const std::string suffix = "#" + std::to_string(instance);
-  pthread_setname_np(pthread_self(),
-                     (name_.substr(0, 15 - suffix.size()) + suffix).c_str());
+  pthread_setname_np(pthread_self(), (name_.substr(0, 15 - suffix.size()) + suffix).c_str());
   if (!cores_[instance].empty() && threads_[instance] == 1) {
     if (Status s = BindThisThread(cores_[instance]); !s.ok()) {
       Logger("serve")->warn("model '{}' instance {}: {}", name_, instance, s.message());
@@ -439,8 +454,8 @@ void ServedModel::WorkerLoop(size_t instance) {
                Clock::now() >= queue_.front().request.arrival + max_delay_;
       };
       while (dropped.empty() && !stop_ && !queue_.empty() && !ready()) {
-        cv_.wait_until(lock, std::min(queue_.front().request.arrival + max_delay_,
-                                      EarliestDeadlineLocked()));
+        cv_.wait_until(
+            lock, std::min(queue_.front().request.arrival + max_delay_, EarliestDeadlineLocked()));
         DropLocked(Clock::now(), &dropped);
       }
       // A caller may have taken the instance while this thread waited for the batch to fill.

@@ -37,7 +37,7 @@ namespace parnet::serve {
 
 struct ServeOptions {
   std::string backend = "cpu";
-  int threads = 0;                // OpenMP threads per instance; 0: the cores split among them
+  int threads = 0;                    // OpenMP threads per instance; 0: the cores split among them
   uint32_t default_max_queue = 1024;  // when the config sets no max_queue_size
   HostPolicies host_policies;         // by name, for instance_group's host_policy
 };
@@ -77,6 +77,8 @@ class ServedModel {
   const ModelStats& stats() const { return stats_; }
   size_t queue_size() const;
   const std::vector<std::string>& labels() const { return labels_; }
+  // OpenMP threads of each instance, in instance_group order.
+  const std::vector<int>& instance_threads() const { return threads_; }
 
  private:
   struct Pending {
@@ -133,8 +135,8 @@ class ServedModel {
   std::vector<int64_t> buckets_;
   std::map<std::string, DType> model_dtypes_;  // the ONNX model's own types, by tensor name
   std::vector<std::string> labels_;
-  bool batching_ = false;       // dynamic_batching configured
-  int64_t target_batch_ = 1;    // dispatch without waiting once this many items are queued
+  bool batching_ = false;     // dynamic_batching configured
+  int64_t target_batch_ = 1;  // dispatch without waiting once this many items are queued
   Clock::duration max_delay_{};
   uint64_t default_timeout_us_ = 0;
   bool allow_timeout_override_ = true;

@@ -41,7 +41,17 @@ StatusOr<std::vector<Tensor>> ServedModel::RunInstance(
 
 Status ServedModel::PrepareInstance(size_t instance, const std::map<std::string, Shape>& shapes) {
   Status status = Internal("the execution slot did not run");
-  OnInstanceThreads(instance, [&] { status = engines_[instance]->Prepare(shapes); });
+  const bool bound_here = threads_[instance] == 1 && !cores_[instance].empty();
+  if (!bound_here) {
+    OnInstanceThreads(instance, [&] { status = engines_[instance]->Prepare(shapes); });
+    return status;
+  }
+  // A single-threaded bound instance warms up on the calling thread, moved to its cores for the
+  // while: the weights and buffers it writes first then sit in memory near those cores.
+  const std::vector<int> home = AllowedCores();
+  RETURN_IF_ERROR(BindThisThread(cores_[instance]));
+  status = engines_[instance]->Prepare(shapes);
+  RETURN_IF_ERROR(BindThisThread(home));
   return status;
 }
 
@@ -138,9 +148,9 @@ StatusOr<std::vector<InferResult>> ServedModel::RunBatch(size_t instance,
     const size_t index = std::find(names.begin(), names.end(), out_config.name()) - names.begin();
     const Tensor& out = outputs[index];
     if (batched && (out.rank() < 1 || out.dim(0) != padded)) {
-      return Internal("output '" + out_config.name() + "' has shape " +
-                      ShapeToString(out.shape()) + ", not batch-first with " +
-                      std::to_string(padded) + " rows; the model cannot be batched: set "
+      return Internal("output '" + out_config.name() + "' has shape " + ShapeToString(out.shape()) +
+                      ", not batch-first with " + std::to_string(padded) +
+                      " rows; the model cannot be batched: set "
                       "max_batch_size: 0");
     }
     const DType wire = DTypeFromConfig(out_config.data_type());

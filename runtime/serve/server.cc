@@ -70,14 +70,14 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   http.threads = options.http_threads;
   if (options.http_port >= 0) {
     http.port = options.http_port;
-    ASSIGN_OR_RETURN(server->http_, HttpServer::Start(http, server->repository_.get(),
-                                                      &server->ready_, false));
+    ASSIGN_OR_RETURN(server->http_,
+                     HttpServer::Start(http, server->repository_.get(), &server->ready_, false));
   }
   if (options.metrics_port >= 0) {
     http.port = options.metrics_port;
     http.threads = 2;
-    ASSIGN_OR_RETURN(server->metrics_, HttpServer::Start(http, server->repository_.get(),
-                                                         &server->ready_, true));
+    ASSIGN_OR_RETURN(server->metrics_,
+                     HttpServer::Start(http, server->repository_.get(), &server->ready_, true));
   }
   server->ready_ = true;
   return server;

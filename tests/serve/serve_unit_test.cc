@@ -31,8 +31,8 @@ TEST(DatatypeTest, HalfAndBFloat16RoundToNearestEven) {
   EXPECT_EQ(FloatToHalf(1.0f), 0x3c00);
   EXPECT_EQ(FloatToHalf(-2.0f), 0xc000);
   EXPECT_EQ(FloatToHalf(65504.0f), 0x7bff);
-  EXPECT_EQ(FloatToHalf(1e6f), 0x7c00);                  // overflow -> inf
-  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -24)), 0x0001);  // smallest subnormal
+  EXPECT_EQ(FloatToHalf(1e6f), 0x7c00);                          // overflow -> inf
+  EXPECT_EQ(FloatToHalf(std::ldexp(1.0f, -24)), 0x0001);         // smallest subnormal
   EXPECT_EQ(FloatToHalf(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie -> even
   EXPECT_EQ(FloatToHalf(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);
   EXPECT_TRUE(std::isnan(HalfToFloat(FloatToHalf(NAN))));
@@ -110,9 +110,10 @@ Tensor Images(int64_t n, int seed) {
 TEST(ServedModelTest, BatchesRequestsAndSplitsTheResultsBack) {
   ServeOptions one_thread;  // the same path on every machine: the instance's worker thread
   one_thread.threads = 1;
-  auto model = Serve("max_batch_size: 16 dynamic_batching { max_queue_delay_microseconds: 200000 "
-                     "preferred_batch_size: [6] }",
-                     one_thread);
+  auto model = Serve(
+      "max_batch_size: 16 dynamic_batching { max_queue_delay_microseconds: 200000 "
+      "preferred_batch_size: [6] }",
+      one_thread);
   auto engine = Engine::Load(kModel);
   ASSERT_TRUE(engine.ok());
   // Round 0: 1 + 2 + 3 items, the preferred size, dispatched at once. Round 1: 1 + 2 + 2 items,
@@ -125,8 +126,8 @@ TEST(ServedModelTest, BatchesRequestsAndSplitsTheResultsBack) {
       InferRequest request;
       request.id = std::to_string(i);
       request.inputs["input"] = inputs.back();
-      futures.push_back(std::async(std::launch::async,
-                                   [&model, request] { return InferAndWait(model.get(), request); }));
+      futures.push_back(std::async(
+          std::launch::async, [&model, request] { return InferAndWait(model.get(), request); }));
     }
     for (int i = 0; i < 3; ++i) {
       StatusOr<InferResult> result = futures[i].get();
@@ -148,15 +149,18 @@ TEST(ServedModelTest, BatchesRequestsAndSplitsTheResultsBack) {
 
 TEST(ServedModelTest, RefusesWhenTheQueueIsFullAndExpiresOldRequests) {
   std::vector<std::promise<StatusOr<InferResult>>> promises(2);  // outlive the model
-  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 2000000 "
-                     "default_queue_policy { max_queue_size: 2 default_timeout_microseconds: 200000 }}");
+  auto model = Serve(
+      "max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 2000000 "
+      "default_queue_policy { max_queue_size: 2 default_timeout_microseconds: 200000 }}");
   const Clock::time_point start = Clock::now();
   for (int i = 0; i < 2; ++i) {
     InferRequest request;
     request.inputs["input"] = Images(1, i);
-    ASSERT_TRUE(model->Submit(request, [&promises, i](StatusOr<InferResult> r) {
-                       promises[i].set_value(std::move(r));
-                     }).ok());
+    ASSERT_TRUE(
+        model
+            ->Submit(request, [&promises,
+                               i](StatusOr<InferResult> r) { promises[i].set_value(std::move(r)); })
+            .ok());
   }
   InferRequest third;
   third.inputs["input"] = Images(1, 3);
@@ -187,7 +191,8 @@ InferRequest WatchedRequest(int seed, std::shared_ptr<std::atomic<bool>> gone,
 }
 
 TEST(ServedModelTest, ARequestStillQueuedAtTheClientsDeadlineIsAnsweredAndNotRun) {
-  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 3000000 }");
+  auto model =
+      Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 3000000 }");
   const Clock::time_point start = Clock::now();
   auto gone = std::make_shared<std::atomic<bool>>(false);
   StatusOr<InferResult> r =
@@ -207,15 +212,18 @@ TEST(ServedModelTest, ARequestStillQueuedAtTheClientsDeadlineIsAnsweredAndNotRun
 
 TEST(ServedModelTest, ACancelledRequestIsDroppedFromItsBatchAndTheOthersRun) {
   std::promise<StatusOr<InferResult>> cancelled, kept;  // outlive the model, which answers them
-  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 1500000 }");
+  auto model =
+      Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 1500000 }");
   auto gone = std::make_shared<std::atomic<bool>>(false);
   auto stays = std::make_shared<std::atomic<bool>>(false);
-  ASSERT_TRUE(model->Submit(WatchedRequest(1, gone), [&](StatusOr<InferResult> r) {
-    cancelled.set_value(std::move(r));
-  }).ok());
-  ASSERT_TRUE(model->Submit(WatchedRequest(2, stays), [&](StatusOr<InferResult> r) {
-    kept.set_value(std::move(r));
-  }).ok());
+  ASSERT_TRUE(model
+                  ->Submit(WatchedRequest(1, gone),
+                           [&](StatusOr<InferResult> r) { cancelled.set_value(std::move(r)); })
+                  .ok());
+  ASSERT_TRUE(model
+                  ->Submit(WatchedRequest(2, stays),
+                           [&](StatusOr<InferResult> r) { kept.set_value(std::move(r)); })
+                  .ok());
   gone->store(true);  // the client leaves while both wait for the batch to fill
   StatusOr<InferResult> c = cancelled.get_future().get();
   EXPECT_EQ(c.status().code(), StatusCode::kCancelled) << c.status().ToString();
@@ -228,8 +236,9 @@ TEST(ServedModelTest, ACancelledRequestIsDroppedFromItsBatchAndTheOthersRun) {
 }
 
 TEST(ServedModelTest, AWaitingFrontEndNoticesItsClientLeaveAndTheRequestIsDropped) {
-  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 1500000 "
-                     "default_queue_policy { max_queue_size: 1 }}");
+  auto model = Serve(
+      "max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 1500000 "
+      "default_queue_policy { max_queue_size: 1 }}");
   const Clock::time_point start = Clock::now();
   InferRequest request;
   request.inputs["input"] = Images(1, 1);
@@ -247,17 +256,18 @@ TEST(ServedModelTest, AWaitingFrontEndNoticesItsClientLeaveAndTheRequestIsDroppe
 
 TEST(ServedModelTest, AFullQueueLetsGoOfCancelledRequestsBeforeRefusing) {
   std::promise<StatusOr<InferResult>> first, second;  // outlive the model, which answers them
-  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 1500000 "
-                     "default_queue_policy { max_queue_size: 1 }}");
+  auto model = Serve(
+      "max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 1500000 "
+      "default_queue_policy { max_queue_size: 1 }}");
   auto gone = std::make_shared<std::atomic<bool>>(false);
-  ASSERT_TRUE(model->Submit(WatchedRequest(1, gone), [&](StatusOr<InferResult> r) {
-    first.set_value(std::move(r));
-  }).ok());
+  ASSERT_TRUE(model
+                  ->Submit(WatchedRequest(1, gone),
+                           [&](StatusOr<InferResult> r) { first.set_value(std::move(r)); })
+                  .ok());
   gone->store(true);
   auto alive = std::make_shared<std::atomic<bool>>(false);
-  Status accepted = model->Submit(WatchedRequest(2, alive), [&](StatusOr<InferResult> r) {
-    second.set_value(std::move(r));
-  });
+  Status accepted = model->Submit(WatchedRequest(2, alive),
+                                  [&](StatusOr<InferResult> r) { second.set_value(std::move(r)); });
   ASSERT_TRUE(accepted.ok()) << accepted.ToString();
   EXPECT_EQ(first.get_future().get().status().code(), StatusCode::kCancelled);
   EXPECT_TRUE(second.get_future().get().ok());
@@ -275,8 +285,9 @@ TEST(ServedModelTest, ChecksRequestsAgainstTheConfig) {
             std::string::npos);
   EXPECT_NE(submit(Tensor(DType::kFloat32, {1, 32, 32})).message().find("rank must be 4"),
             std::string::npos);
-  EXPECT_NE(submit(Tensor(DType::kFloat32, {1, 1, 32, 31})).message().find("dimension 3 must be 32"),
-            std::string::npos);
+  EXPECT_NE(
+      submit(Tensor(DType::kFloat32, {1, 1, 32, 31})).message().find("dimension 3 must be 32"),
+      std::string::npos);
   EXPECT_EQ(model->stats().Snapshot().fail.count, 4u);
 }
 
@@ -297,12 +308,14 @@ std::thread::id DoneThread(ServedModel* model, ServedModel::Dispatch dispatch) {
   std::promise<std::thread::id> ran;
   InferRequest request;
   request.inputs["input"] = Images(1, 7);
-  EXPECT_TRUE(model->Submit(request,
-                            [&](StatusOr<InferResult> r) {
-                              EXPECT_TRUE(r.ok()) << r.status().ToString();
-                              ran.set_value(std::this_thread::get_id());
-                            },
-                            dispatch)
+  EXPECT_TRUE(model
+                  ->Submit(
+                      request,
+                      [&](StatusOr<InferResult> r) {
+                        EXPECT_TRUE(r.ok()) << r.status().ToString();
+                        ran.set_value(std::this_thread::get_id());
+                      },
+                      dispatch)
                   .ok());
   std::future<std::thread::id> done = ran.get_future();
   if (done.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
@@ -315,8 +328,8 @@ std::thread::id DoneThread(ServedModel* model, ServedModel::Dispatch dispatch) {
 TEST(ServedModelTest, AnIdleSingleThreadedInstanceRunsTheRequestOnTheCaller) {
   ServeOptions one_thread;
   one_thread.threads = 1;
-  auto model = Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 0 }",
-                     one_thread);
+  auto model =
+      Serve("max_batch_size: 4 dynamic_batching { max_queue_delay_microseconds: 0 }", one_thread);
   const auto caller = std::this_thread::get_id();
   EXPECT_EQ(DoneThread(model.get(), ServedModel::Dispatch::kCallerMayRun), caller);
   EXPECT_NE(DoneThread(model.get(), ServedModel::Dispatch::kQueued), caller);
@@ -426,7 +439,8 @@ std::string CoresOfThread(const std::string& name) {
     if (comm != name) continue;
     std::ifstream status(task.path() / "status");
     for (std::string line; std::getline(status, line);) {
-      if (line.rfind("Cpus_allowed_list:", 0) == 0) return line.substr(line.find_last_of(" \t") + 1);
+      if (line.rfind("Cpus_allowed_list:", 0) == 0)
+        return line.substr(line.find_last_of(" \t") + 1);
     }
   }
   return "";
@@ -436,29 +450,37 @@ TEST(ServedModelTest, AnInstanceGroupWithAHostPolicyComputesOnItsCores) {
   const int core = AllowedCores().back();
   ServeOptions options;
   options.host_policies["last"] = {core};
-  auto model = Serve("max_batch_size: 4 instance_group [ { count: 1 host_policy: \"last\" } ]",
-                     options);
+  auto model =
+      Serve("max_batch_size: 4 instance_group [ { count: 1 host_policy: \"last\" } ]", options);
   InferRequest request;
   request.inputs["input"] = Images(1, 1);
   std::promise<std::vector<int>> done;  // the cores of the thread that ran the request
-  ASSERT_TRUE(model->Submit(request, [&](StatusOr<InferResult> r) {
-    EXPECT_TRUE(r.ok()) << r.status().ToString();
-    done.set_value(AllowedCores());  // sched_getaffinity(0): this thread's own mask
-  }, ServedModel::Dispatch::kCallerMayRun).ok());
+  ASSERT_TRUE(model
+                  ->Submit(
+                      request,
+                      [&](StatusOr<InferResult> r) {
+                        EXPECT_TRUE(r.ok()) << r.status().ToString();
+                        done.set_value(
+                            AllowedCores());  // sched_getaffinity(0): this thread's own mask
+                      },
+                      ServedModel::Dispatch::kCallerMayRun)
+                  .ok());
   EXPECT_EQ(done.get_future().get(), std::vector<int>{core}) << "not run on the bound thread";
   // One core: a single-threaded instance, computing on its worker "<model>#<instance>", bound.
   EXPECT_EQ(CoresOfThread("m#0"), std::to_string(core));
   EXPECT_EQ(model->stats().Snapshot().execution_count, 1u);
 
+  // Two threads on two cores: the instance computes on the policy's execution thread
+  // "<policy>/<k>", bound to the policy's cores like the OpenMP threads it starts.
   const std::vector<int> allowed = AllowedCores();
   if (allowed.size() >= 2) {
-    // Two cores: a 2-thread instance on an execution thread of its own, "<model>@<instance>".
     ServeOptions two;
-    two.host_policies["two"] = {allowed[0], allowed[1]};
-    auto wide = Serve("max_batch_size: 4 instance_group [ { count: 1 host_policy: \"two\" } ]",
-                      two);
-    EXPECT_EQ(CoresOfThread("m@0"), CpuListToString({allowed[0], allowed[1]}));
+    two.threads = 2;
+    two.host_policies["pair"] = {allowed[0], allowed[1]};
+    auto wide =
+        Serve("max_batch_size: 4 instance_group [ { count: 1 host_policy: \"pair\" } ]", two);
     EXPECT_TRUE(InferAndWait(wide.get(), request).ok());
+    EXPECT_EQ(CoresOfThread("pair/0"), CpuListToString({allowed[0], allowed[1]}));
   }
 
   auto config = ReadModelConfig("/dev/null");
@@ -470,6 +492,20 @@ TEST(ServedModelTest, AnInstanceGroupWithAHostPolicyComputesOnItsCores) {
                 "host_policy 'nowhere' is not defined; start parnet serve with --host-policy"),
             std::string::npos)
       << refused.status().ToString();
+}
+
+TEST(ServedModelTest, DefaultThreadsDoNotDependOnTheModelsWarmedUpBefore) {
+  if (AllowedCores().size() < 2 || std::getenv("OMP_NUM_THREADS") != nullptr) {
+    GTEST_SKIP() << "needs two cores and OpenMP's own default";
+  }
+  const int cores = static_cast<int>(AllowedCores().size());
+  // Two single-threaded instances on two cores: their warm-up on this thread sets its OpenMP
+  // thread count to 1, which the next model's default used to read.
+  auto first =
+      Serve("max_batch_size: 4 instance_group [ { count: " + std::to_string(cores) + " } ]");
+  EXPECT_EQ(first->instance_threads(), std::vector<int>(cores, 1));
+  auto second = Serve("max_batch_size: 4");
+  EXPECT_EQ(second->instance_threads(), std::vector<int>{cores});
 }
 
 }  // namespace

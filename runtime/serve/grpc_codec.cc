@@ -1,0 +1,203 @@
+#include "runtime/serve/grpc_codec.h"
+
+#include <cstring>
+
+#include "runtime/serve/datatype.h"
+#include "runtime/serve/frontend.h"
+
+namespace parnet::serve {
+namespace {
+
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+
+template <typename T, typename Field>
+Tensor CopyTyped(DType dtype, const Shape& shape, const Field& values) {
+  Tensor t(dtype, shape);
+  T* dst = static_cast<T*>(t.raw_data());
+  for (int i = 0; i < values.size(); ++i) dst[i] = static_cast<T>(values.Get(i));
+  return t;
+}
+
+// The typed contents of one input as a tensor; the element count must match the shape.
+StatusOr<Tensor> DecodeTyped(const ModelInferRequest::InferInputTensor& in, DType dtype,
+                             const Shape& shape) {
+  const auto& c = in.contents();
+  const int64_t n = NumElements(shape);
+  auto count_ok = [&](int have, const char* field) -> Status {
+    if (have == n) return Status::Ok();
+    return InvalidArgument("input '" + in.name() + "': contents." + field + " holds " +
+                           std::to_string(have) + " values, but " + ProtocolName(dtype) +
+                           ShapeToString(shape) + " needs " + std::to_string(n));
+  };
+  switch (dtype) {
+    case DType::kFloat32:
+      RETURN_IF_ERROR(count_ok(c.fp32_contents_size(), "fp32_contents"));
+      return CopyTyped<float>(dtype, shape, c.fp32_contents());
+    case DType::kFloat64:
+      RETURN_IF_ERROR(count_ok(c.fp64_contents_size(), "fp64_contents"));
+      return CopyTyped<double>(dtype, shape, c.fp64_contents());
+    case DType::kInt64:
+      RETURN_IF_ERROR(count_ok(c.int64_contents_size(), "int64_contents"));
+      return CopyTyped<int64_t>(dtype, shape, c.int64_contents());
+    case DType::kInt32:
+      RETURN_IF_ERROR(count_ok(c.int_contents_size(), "int_contents"));
+      return CopyTyped<int32_t>(dtype, shape, c.int_contents());
+    case DType::kInt16:
+      RETURN_IF_ERROR(count_ok(c.int_contents_size(), "int_contents"));
+      return CopyTyped<int16_t>(dtype, shape, c.int_contents());
+    case DType::kInt8:
+      RETURN_IF_ERROR(count_ok(c.int_contents_size(), "int_contents"));
+      return CopyTyped<int8_t>(dtype, shape, c.int_contents());
+    case DType::kUInt64:
+      RETURN_IF_ERROR(count_ok(c.uint64_contents_size(), "uint64_contents"));
+      return CopyTyped<uint64_t>(dtype, shape, c.uint64_contents());
+    case DType::kUInt32:
+      RETURN_IF_ERROR(count_ok(c.uint_contents_size(), "uint_contents"));
+      return CopyTyped<uint32_t>(dtype, shape, c.uint_contents());
+    case DType::kUInt16:
+      RETURN_IF_ERROR(count_ok(c.uint_contents_size(), "uint_contents"));
+      return CopyTyped<uint16_t>(dtype, shape, c.uint_contents());
+    case DType::kUInt8:
+      RETURN_IF_ERROR(count_ok(c.uint_contents_size(), "uint_contents"));
+      return CopyTyped<uint8_t>(dtype, shape, c.uint_contents());
+    case DType::kBool:
+      RETURN_IF_ERROR(count_ok(c.bool_contents_size(), "bool_contents"));
+      return CopyTyped<bool>(dtype, shape, c.bool_contents());
+    default:
+      return InvalidArgument("input '" + in.name() + "': " + ProtocolName(dtype) +
+                             " has no typed contents field; send it in raw_input_contents");
+  }
+}
+
+bool HasTypedContents(const ModelInferRequest::InferInputTensor& in) {
+  const auto& c = in.contents();
+  return c.bool_contents_size() || c.int_contents_size() || c.int64_contents_size() ||
+         c.uint_contents_size() || c.uint64_contents_size() || c.fp32_contents_size() ||
+         c.fp64_contents_size() || c.bytes_contents_size();
+}
+
+bool WantsBinary(const google::protobuf::Map<std::string, inference::InferParameter>& params,
+                 const char* key) {
+  auto it = params.find(key);
+  return it != params.end() && it->second.bool_param();
+}
+
+void SetTyped(const Tensor& t, inference::InferTensorContents* c) {
+  const int64_t n = t.num_elements();
+  switch (t.dtype()) {
+    case DType::kFloat32:
+      c->mutable_fp32_contents()->Add(t.data<float>(), t.data<float>() + n);
+      break;
+    case DType::kFloat64:
+      c->mutable_fp64_contents()->Add(t.data<double>(), t.data<double>() + n);
+      break;
+    case DType::kInt64:
+      c->mutable_int64_contents()->Add(t.data<int64_t>(), t.data<int64_t>() + n);
+      break;
+    case DType::kInt32:
+      c->mutable_int_contents()->Add(t.data<int32_t>(), t.data<int32_t>() + n);
+      break;
+    default:
+      break;  // HasTypedField() said no: the caller sends raw bytes instead
+  }
+}
+
+bool HasTypedField(DType d) {
+  return d == DType::kFloat32 || d == DType::kFloat64 || d == DType::kInt64 || d == DType::kInt32;
+}
+
+}  // namespace
+
+StatusOr<InferRequest> Decode(const ModelInferRequest& req) {
+  InferRequest out;
+  out.id = req.id();
+  const bool raw = req.raw_input_contents_size() > 0;
+  if (raw && req.raw_input_contents_size() != req.inputs_size()) {
+    return InvalidArgument("raw_input_contents has " +
+                           std::to_string(req.raw_input_contents_size()) + " entries for " +
+                           std::to_string(req.inputs_size()) +
+                           " inputs; send one entry per input, in the order of 'inputs'");
+  }
+  for (int i = 0; i < req.inputs_size(); ++i) {
+    const auto& in = req.inputs(i);
+    ASSIGN_OR_RETURN(DType dtype, DTypeFromProtocolName(in.datatype()));
+    const Shape shape(in.shape().begin(), in.shape().end());
+    ASSIGN_OR_RETURN(size_t bytes, TensorByteSize(in.name(), dtype, shape));
+    if (out.inputs.count(in.name())) {
+      return InvalidArgument("input '" + in.name() + "' appears twice; send each input once");
+    }
+    Tensor tensor;
+    if (raw) {
+      if (HasTypedContents(in)) {
+        return InvalidArgument("input '" + in.name() + "' has typed contents while the " +
+                               "request also has raw_input_contents; use one form for all inputs");
+      }
+      const std::string& data = req.raw_input_contents(i);
+      if (data.size() != bytes) {
+        return InvalidArgument("input '" + in.name() + "': raw contents hold " +
+                               std::to_string(data.size()) + " bytes, but " + ProtocolName(dtype) +
+                               ShapeToString(shape) + " needs " + std::to_string(bytes));
+      }
+      const auto address = reinterpret_cast<uintptr_t>(data.data());
+      if (address % DTypeSize(dtype) == 0) {
+        tensor = Tensor::Borrow(dtype, shape, const_cast<char*>(data.data()));
+      } else {
+        tensor = Tensor(dtype, shape);
+        std::memcpy(tensor.raw_data(), data.data(), bytes);
+      }
+    } else {
+      ASSIGN_OR_RETURN(tensor, DecodeTyped(in, dtype, shape));
+    }
+    out.inputs[in.name()] = std::move(tensor);
+  }
+  auto timeout = req.parameters().find("timeout");
+  if (timeout != req.parameters().end() && timeout->second.int64_param() > 0) {
+    out.timeout_us = static_cast<uint64_t>(timeout->second.int64_param());
+  }
+  return out;
+}
+
+StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRequest& req,
+                                    const InferResult& result) {
+  std::vector<std::string> requested;
+  bool raw =
+      req.raw_input_contents_size() > 0 || WantsBinary(req.parameters(), "binary_data_output");
+  for (const auto& out : req.outputs()) {
+    requested.push_back(out.name());
+    raw = raw || WantsBinary(out.parameters(), "binary_data");
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> names, SelectOutputs(model, requested));
+  for (const auto& name : names) raw = raw || !HasTypedField(OutputOf(result, name).dtype());
+  ModelInferResponse response;
+  response.set_model_name(model.name());
+  response.set_model_version(std::to_string(model.version()));
+  response.set_id(req.id());
+  for (const auto& name : names) {
+    const Tensor& t = OutputOf(result, name);
+    auto* out = response.add_outputs();
+    out->set_name(name);
+    out->set_datatype(ProtocolName(t.dtype()));
+    for (int64_t d : t.shape()) out->add_shape(d);
+    if (raw) {
+      response.add_raw_output_contents(static_cast<const char*>(t.raw_data()), t.num_bytes());
+    } else {
+      SetTyped(t, out->mutable_contents());
+    }
+  }
+  return response;
+}
+
+Status CheckOutputRequests(const ServedModel& model, const ModelInferRequest& req) {
+  std::vector<std::string> requested;
+  for (const auto& out : req.outputs()) {
+    if (out.parameters().count("classification")) {
+      return Unimplemented("output '" + out.name() + "': the classification extension is not " +
+                           "supported; request the logits and take the top-k on the client");
+    }
+    requested.push_back(out.name());
+  }
+  return SelectOutputs(model, requested).status();
+}
+
+}  // namespace parnet::serve
