@@ -1,7 +1,6 @@
 // `parnet bench`: latency percentiles, throughput and achieved GFLOP/s per batch size, with the
 // machine and library facts a reader needs to compare numbers.
 #include <omp.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -14,6 +13,7 @@
 
 #include "runtime/cli/commands.h"
 #include "runtime/cli/plan_commands.h"
+#include "runtime/core/cpu_affinity.h"
 #include "runtime/transport/mpi_transport.h"
 #include "runtime/exec/engine.h"
 #include "runtime/graph/stats.h"
@@ -47,14 +47,8 @@ struct Case {
 
 
 std::string Affinity() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return "unknown";
-  std::string cpus;
-  for (int c = 0; c < CPU_SETSIZE; ++c) {
-    if (CPU_ISSET(c, &set)) cpus += (cpus.empty() ? "" : ",") + std::to_string(c);
-  }
-  return cpus;
+  const std::vector<int> cores = AllowedCores();
+  return cores.empty() ? "unknown" : CpuListToString(cores);
 }
 
 Shape InputShape(const Engine& engine, int batch, int size) {

@@ -1,7 +1,6 @@
 #include "runtime/exec/plan_runner.h"
 
-#include <sched.h>
-
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <condition_variable>
@@ -13,6 +12,7 @@
 #include "partitioner/cluster.h"
 #include "partitioner/plan.h"
 #include "partitioner/stages.h"
+#include "runtime/core/cpu_affinity.h"
 #include "runtime/exec/engine.h"
 #include "runtime/graph/onnx_import.h"
 #include "runtime/graph/specialize.h"
@@ -81,17 +81,6 @@ StatusOr<Shape> ParseDims(const std::string& text) {
     start = end + 1;
   }
   return shape;
-}
-
-std::set<int> AllowedCores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::set<int> cores;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return cores;
-  for (int c = 0; c < CPU_SETSIZE; ++c) {
-    if (CPU_ISSET(c, &set)) cores.insert(c);
-  }
-  return cores;
 }
 
 }  // namespace
@@ -198,10 +187,8 @@ StatusOr<std::shared_ptr<Compiled>> PlanRunner::Impl::Compile(
 void PlanRunner::Impl::Pin(int device) const {
   const Device& d = plan.cluster().devices(device);
   if (!options.pin_threads || d.cores().empty()) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (int core : d.cores()) CPU_SET(core, &set);
-  sched_setaffinity(0, sizeof set, &set);  // this thread; its OpenMP team inherits the mask
+  // This thread; its OpenMP team inherits the mask. Run() checked the cores beforehand.
+  (void)BindThisThread({d.cores().begin(), d.cores().end()});
 }
 
 Status PlanRunner::Impl::WaitFor(transport::Pending& pending, int device, const std::string& stage,
@@ -416,12 +403,11 @@ Status PlanRunner::Impl::Start(const std::string& model_path) {
   } else {
     for (int d = 0; d < devices; ++d) self.local.push_back(d);
   }
-  const std::set<int> allowed = AllowedCores();
+  const std::vector<int> allowed = AllowedCores();
   for (int d : self.local) {
     for (int core : plan.cluster().devices(d).cores()) {
-      if (options.pin_threads && !allowed.count(core)) {
-        std::string have;
-        for (int c : allowed) have += (have.empty() ? "" : ",") + std::to_string(c);
+      if (options.pin_threads && !std::binary_search(allowed.begin(), allowed.end(), core)) {
+        const std::string have = CpuListToString(allowed);
         return FailedPrecondition(
             "device '" + self.DeviceName(d) + "' of the plan runs on core " +
             std::to_string(core) + " but this process may use only cores " + have +

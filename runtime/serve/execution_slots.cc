@@ -8,7 +8,7 @@
 #include <cstring>
 #include <future>
 
-#include "runtime/serve/host_policy.h"  // CpuListToString
+#include "runtime/core/cpu_affinity.h"
 
 namespace parnet::serve {
 

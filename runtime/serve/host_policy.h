@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/core/cpu_affinity.h"
 #include "runtime/core/status.h"
 
 namespace parnet::serve {
@@ -20,17 +21,5 @@ using HostPolicies = std::map<std::string, std::vector<int>>;
 // Adds one `--host-policy` argument ("NAME,cpu-cores=LIST") to `policies`. Refuses other settings
 // (Triton's numa-node), an empty or malformed list, and cores this process may not run on.
 Status AddHostPolicy(const std::string& argument, HostPolicies* policies);
-
-// A CPU list as Linux writes it ("0-3,8"), as ascending core numbers without repeats.
-StatusOr<std::vector<int>> ParseCpuList(const std::string& list);
-// The other way round: {0, 1, 2, 3, 8} -> "0-3,8".
-std::string CpuListToString(const std::vector<int>& cores);
-
-// The cores the calling thread may run on (its affinity mask; at start, the process's),
-// ascending.
-std::vector<int> AllowedCores();
-
-// Binds the calling thread to `cores` (threads it starts afterwards inherit them).
-Status BindThisThread(const std::vector<int>& cores);
 
 }  // namespace parnet::serve

@@ -401,18 +401,6 @@ TEST(ServedModelTest, ModelsShareTheOpenMpThreadsOfTheirExecutionSlot) {
   EXPECT_LE(others, static_cast<size_t>(omp_get_num_procs()));
 }
 
-TEST(HostPolicyTest, ParsesCpuListsAsLinuxWritesThem) {
-  auto cores = ParseCpuList("8,0-3,2");
-  ASSERT_TRUE(cores.ok()) << cores.status().ToString();
-  EXPECT_EQ(*cores, (std::vector<int>{0, 1, 2, 3, 8}));
-  EXPECT_EQ(CpuListToString(*cores), "0-3,8");
-  EXPECT_EQ(CpuListToString({5}), "5");
-  EXPECT_NE(ParseCpuList("3-1").status().message().find("runs backwards"), std::string::npos);
-  for (const char* bad : {"", "1,", "a", "-2", "1-", "99999"}) {
-    EXPECT_EQ(ParseCpuList(bad).status().code(), StatusCode::kInvalidArgument) << bad;
-  }
-}
-
 TEST(HostPolicyTest, RefusesWhatItCannotHonour) {
   const std::vector<int> allowed = AllowedCores();
   ASSERT_FALSE(allowed.empty());
