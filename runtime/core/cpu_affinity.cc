@@ -71,7 +71,7 @@ std::vector<int> AllowedCores() {
   return cores;
 }
 
-Status BindThisThread(const std::vector<int>& cores) {
+Status BindThread(pthread_t thread, const std::vector<int>& cores) {
   cpu_set_t set;
   CPU_ZERO(&set);
   for (int c : cores) {
@@ -82,12 +82,14 @@ Status BindThisThread(const std::vector<int>& cores) {
     }
     CPU_SET(c, &set);
   }
-  const int err = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  const int err = pthread_setaffinity_np(thread, sizeof set, &set);
   if (err != 0) {
     return Internal("binding a thread to cores " + CpuListToString(cores) + ": " +
                     std::strerror(err));
   }
   return Status::Ok();
 }
+
+Status BindThisThread(const std::vector<int>& cores) { return BindThread(pthread_self(), cores); }
 
 }  // namespace parnet

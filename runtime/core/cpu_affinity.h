@@ -3,6 +3,8 @@
 // share.
 #pragma once
 
+#include <pthread.h>
+
 #include <string>
 #include <vector>
 
@@ -19,8 +21,9 @@ std::string CpuListToString(const std::vector<int>& cores);
 // ascending.
 std::vector<int> AllowedCores();
 
-// Binds the calling thread to `cores` (threads it starts afterwards, and OpenMP teams it opens,
-// inherit them).
+// Binds `thread` to `cores` (threads it starts afterwards, and OpenMP teams it opens, inherit
+// them).
+Status BindThread(pthread_t thread, const std::vector<int>& cores);
 Status BindThisThread(const std::vector<int>& cores);
 
 }  // namespace parnet

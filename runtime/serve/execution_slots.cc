@@ -2,10 +2,8 @@
 
 #include <omp.h>
 #include <pthread.h>
-#include <sched.h>
 
 #include <algorithm>
-#include <cstring>
 #include <future>
 
 #include "runtime/core/cpu_affinity.h"
@@ -50,16 +48,10 @@ StatusOr<size_t> ExecutionSlots::PlaceBound(const std::string& policy,
   std::thread thread(Loop, slot.get());
   const std::string name = policy.substr(0, 12) + "/" + std::to_string(p.slots.size());
   pthread_setname_np(thread.native_handle(), name.c_str());
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (int c : cores) CPU_SET(c, &set);
-  const int err = pthread_setaffinity_np(thread.native_handle(), sizeof set, &set);
+  const Status bound = BindThread(thread.native_handle(), cores);
   thread.detach();
   bound_.push_back(std::move(slot));  // kept even on error: its thread uses it
-  if (err != 0) {
-    return Internal("binding an execution thread to cores " + CpuListToString(cores) +
-                    " (host policy '" + policy + "'): " + std::strerror(err));
-  }
+  if (!bound.ok()) return bound.WithContext("host policy '" + policy + "'");
   p.slots.push_back(kBound + bound_.size() - 1);
   ++p.next;
   return p.slots.back();
