@@ -93,6 +93,7 @@ struct ServeCommandOptions {
   int metrics_port = 8002;
   int max_message_mb = 64;
   int http_threads = 64;
+  bool allow_client_shm = false;
   int threads = 0;
   int max_queue = 1024;
   std::string backend = "cpu";

@@ -125,6 +125,9 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--host-policy", serve.host_policies,
                         "NAME,cpu-cores=LIST (e.g. pin,cpu-cores=1): instance groups with "
                         "host_policy: \"NAME\" run on those cores only; repeatable");
+  serve_cmd->add_flag("--allow-client-shm", serve.allow_client_shm,
+                      "Let clients register system shared memory regions (Triton's shared "
+                      "memory extension); only for trusted local clients");
 
   parnet::cli::ProfileOptions profile;
   CLI::App* profile_cmd = app.add_subcommand(

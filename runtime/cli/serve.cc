@@ -24,6 +24,7 @@ int RunServe(const ServeCommandOptions& options) {
   server_options.metrics_port = options.metrics_port;
   server_options.max_message_bytes = static_cast<size_t>(options.max_message_mb) << 20;
   server_options.http_threads = options.http_threads;
+  server_options.allow_client_shm = options.allow_client_shm;
   server_options.models.backend = options.backend;
   server_options.models.threads = options.threads;
   server_options.models.default_max_queue = static_cast<uint32_t>(options.max_queue);

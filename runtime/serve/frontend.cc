@@ -2,13 +2,19 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <future>
 #include <limits>
 
+#include "runtime/serve/datatype.h"
+
 namespace parnet::serve {
 
-std::vector<std::string> ServerExtensions() {
-  return {"model_configuration", "statistics", "binary_tensor_data", "model_repository"};
+std::vector<std::string> ServerExtensions(const SharedMemoryRegions& regions) {
+  std::vector<std::string> out = {"model_configuration", "statistics", "binary_tensor_data",
+                                  "model_repository"};
+  if (regions.allowed()) out.push_back("system_shared_memory");
+  return out;
 }
 
 StatusOr<InferResult> InferAndWait(ServedModel* model, InferRequest request,
@@ -65,6 +71,101 @@ StatusOr<std::vector<std::string>> SelectOutputs(const ServedModel& model,
     }
   }
   return requested;
+}
+
+StatusOr<std::optional<SharedMemoryRef>> SharedMemoryRefOf(const std::string& what,
+                                                           const std::string* region,
+                                                           const int64_t* offset,
+                                                           const int64_t* byte_size) {
+  if (region == nullptr && byte_size == nullptr) {
+    if (offset != nullptr) {
+      return InvalidArgument(what +
+                             " has shared_memory_offset without shared_memory_region and "
+                             "shared_memory_byte_size; send all three or none");
+    }
+    return std::optional<SharedMemoryRef>();
+  }
+  if (region == nullptr || byte_size == nullptr) {
+    return InvalidArgument(
+        what + " has " + (region ? "shared_memory_region" : "shared_memory_byte_size") +
+        " without " + (region ? "shared_memory_byte_size" : "shared_memory_region") +
+        "; a tensor in shared memory needs both");
+  }
+  if (*byte_size < 0 || (offset != nullptr && *offset < 0)) {
+    return InvalidArgument(what + ": shared_memory_byte_size " + std::to_string(*byte_size) +
+                           " and shared_memory_offset " + std::to_string(offset ? *offset : 0) +
+                           " must not be negative");
+  }
+  SharedMemoryRef ref;
+  ref.region = *region;
+  ref.offset = offset ? static_cast<uint64_t>(*offset) : 0;
+  ref.byte_size = static_cast<uint64_t>(*byte_size);
+  return std::optional<SharedMemoryRef>(std::move(ref));
+}
+
+StatusOr<Tensor> InputFromSharedMemory(const SharedMemoryRegions& regions,
+                                       const SharedMemoryRef& ref, const std::string& name,
+                                       DType dtype, const Shape& shape, size_t bytes,
+                                       InferRequest* request) {
+  const std::string what = "input '" + name + "'";
+  if (ref.byte_size != bytes) {
+    return InvalidArgument(what + ": shared_memory_byte_size is " + std::to_string(ref.byte_size) +
+                           ", but " + ProtocolName(dtype) + ShapeToString(shape) + " needs " +
+                           std::to_string(bytes));
+  }
+  ASSIGN_OR_RETURN(SharedMemorySlice slice, regions.Slice(ref, what));
+  Tensor tensor;
+  if (reinterpret_cast<uintptr_t>(slice.data) % DTypeSize(dtype) == 0) {
+    tensor = Tensor::Borrow(dtype, shape, slice.data);
+  } else {
+    tensor = Tensor(dtype, shape);
+    std::memcpy(tensor.raw_data(), slice.data, bytes);
+  }
+  request->shared_inputs[name] = std::move(slice);
+  return tensor;
+}
+
+Status OutputToSharedMemory(const SharedMemoryRegions& regions, const SharedMemoryRef& ref,
+                            const std::string& name, const Tensor& t) {
+  const std::string what = "output '" + name + "'";
+  ASSIGN_OR_RETURN(SharedMemorySlice slice, regions.Slice(ref, what));
+  if (t.num_bytes() > slice.bytes) {
+    return InvalidArgument(what + " is " + ProtocolName(t.dtype()) + ShapeToString(t.shape()) +
+                           ", " + std::to_string(t.num_bytes()) +
+                           " bytes, more than its shared_memory_byte_size " +
+                           std::to_string(slice.bytes) + "; give it a larger part of the region");
+  }
+  if (t.num_bytes() > 0) std::memcpy(slice.data, t.raw_data(), t.num_bytes());
+  return slice.Ok(what);
+}
+
+int64_t BatchOf(const InferRequest& request) {
+  if (request.inputs.empty()) return 1;
+  const Tensor& t = request.inputs.begin()->second;
+  return t.rank() > 0 ? t.dim(0) : 1;
+}
+
+Status CheckOutputRegion(const SharedMemoryRegions& regions, const ServedModel& model,
+                         const std::string& name, const SharedMemoryRef& ref, int64_t batch) {
+  const std::string what = "output '" + name + "'";
+  RETURN_IF_ERROR(regions.Slice(ref, what).status());
+  for (const auto& out : model.config().output()) {
+    if (out.name() != name) continue;
+    int64_t elements = model.config().max_batch_size() > 0 ? batch : 1;
+    for (int64_t d : out.dims()) {
+      if (d < 0) return Status::Ok();  // the size is known once the model ran
+      elements *= d;
+    }
+    const size_t bytes =
+        static_cast<size_t>(elements) * DTypeSize(DTypeFromConfig(out.data_type()));
+    if (bytes > ref.byte_size) {
+      return InvalidArgument(what + " will be " + std::to_string(bytes) +
+                             " bytes, more than its shared_memory_byte_size " +
+                             std::to_string(ref.byte_size) +
+                             "; give it a larger part of the region");
+    }
+  }
+  return Status::Ok();
 }
 
 const Tensor& OutputOf(const InferResult& result, const std::string& name) {

@@ -4,19 +4,22 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "runtime/serve/infer.h"
 #include "runtime/serve/served_model.h"
+#include "runtime/serve/shared_memory.h"
 
 namespace parnet::serve {
 
 // Name and version the server reports in ServerMetadata.
 inline constexpr const char* kServerName = "parnet";
 inline constexpr const char* kServerVersion = "0.1.0";
-// The protocol extensions both front ends implement.
-std::vector<std::string> ServerExtensions();
+// The protocol extensions both front ends implement ("system_shared_memory" only when clients
+// may register regions).
+std::vector<std::string> ServerExtensions(const SharedMemoryRegions& regions);
 
 // How often a waiting front end thread asks whether its client went away.
 inline constexpr std::chrono::milliseconds kClientPoll{50};
@@ -31,6 +34,34 @@ StatusOr<InferResult> InferAndWait(ServedModel* model, InferRequest request,
 // Checks a wire shape before anything is allocated for it: every dimension >= 1 and the byte
 // size representable. Returns the byte size for `dtype`.
 StatusOr<size_t> TensorByteSize(const std::string& input, DType dtype, const Shape& shape);
+
+// A tensor's shared memory parameters as the wire carried them (null: absent): none, or a
+// region with a byte size (the offset defaults to 0), never negative.
+StatusOr<std::optional<SharedMemoryRef>> SharedMemoryRefOf(const std::string& what,
+                                                           const std::string* region,
+                                                           const int64_t* offset,
+                                                           const int64_t* byte_size);
+
+// The input `name` read from the region `ref` names (borrowed, and kept mapped by
+// request->shared_inputs), after checking that `ref` holds exactly `bytes`, the size of
+// `dtype``shape`.
+StatusOr<Tensor> InputFromSharedMemory(const SharedMemoryRegions& regions,
+                                       const SharedMemoryRef& ref, const std::string& name,
+                                       DType dtype, const Shape& shape, size_t bytes,
+                                       InferRequest* request);
+
+// Writes output `name` into the region `ref` names; INVALID_ARGUMENT when it does not fit or the
+// region was shrunk under it.
+Status OutputToSharedMemory(const SharedMemoryRegions& regions, const SharedMemoryRef& ref,
+                            const std::string& name, const Tensor& t);
+
+// The rows of a decoded request: the first dimension of its first input (1 when it has none).
+int64_t BatchOf(const InferRequest& request);
+
+// Refuses, before anything runs, an output requested into a region that is not registered or
+// too small for it (when the config fixes the output's size; `batch`: the request's rows).
+Status CheckOutputRegion(const SharedMemoryRegions& regions, const ServedModel& model,
+                         const std::string& name, const SharedMemoryRef& ref, int64_t batch);
 
 // The outputs to return: `requested` in order (each must be an output of the model), or every
 // output of the config when `requested` is empty.

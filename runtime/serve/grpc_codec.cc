@@ -1,6 +1,9 @@
 #include "runtime/serve/grpc_codec.h"
 
+#include <cstdint>
 #include <cstring>
+#include <map>
+#include <optional>
 
 #include "runtime/serve/datatype.h"
 #include "runtime/serve/frontend.h"
@@ -103,22 +106,71 @@ void SetTyped(const Tensor& t, inference::InferTensorContents* c) {
   }
 }
 
+using Parameters = google::protobuf::Map<std::string, inference::InferParameter>;
+
+// An integer parameter as int64_param or uint64_param (clients use either); null when absent.
+StatusOr<const int64_t*> IntParameter(const Parameters& params, const char* key,
+                                      const std::string& what, int64_t* storage) {
+  auto it = params.find(key);
+  if (it == params.end()) return static_cast<const int64_t*>(nullptr);
+  switch (it->second.parameter_choice_case()) {
+    case inference::InferParameter::kInt64Param:
+      *storage = it->second.int64_param();
+      return static_cast<const int64_t*>(storage);
+    case inference::InferParameter::kUint64Param:
+      if (it->second.uint64_param() <= static_cast<uint64_t>(INT64_MAX)) {
+        *storage = static_cast<int64_t>(it->second.uint64_param());
+        return static_cast<const int64_t*>(storage);
+      }
+      break;
+    default:
+      break;
+  }
+  return InvalidArgument(what + ": parameter " + key + " must be an int64_param");
+}
+
+// The shared memory parameters of a tensor, if it has any.
+StatusOr<std::optional<SharedMemoryRef>> RefOf(const Parameters& params, const std::string& what) {
+  const std::string* region = nullptr;
+  if (auto it = params.find("shared_memory_region"); it != params.end()) {
+    if (it->second.parameter_choice_case() != inference::InferParameter::kStringParam) {
+      return InvalidArgument(what + ": parameter shared_memory_region must be a string_param");
+    }
+    region = &it->second.string_param();
+  }
+  int64_t offset_value = 0, size_value = 0;
+  ASSIGN_OR_RETURN(const int64_t* offset,
+                   IntParameter(params, "shared_memory_offset", what, &offset_value));
+  ASSIGN_OR_RETURN(const int64_t* size,
+                   IntParameter(params, "shared_memory_byte_size", what, &size_value));
+  return SharedMemoryRefOf(what, region, offset, size);
+}
+
 bool HasTypedField(DType d) {
   return d == DType::kFloat32 || d == DType::kFloat64 || d == DType::kInt64 || d == DType::kInt32;
 }
 
 }  // namespace
 
-StatusOr<InferRequest> Decode(const ModelInferRequest& req) {
+StatusOr<InferRequest> Decode(const ModelInferRequest& req, const SharedMemoryRegions& regions) {
   InferRequest out;
   out.id = req.id();
+  // raw_input_contents holds one entry per input that is not in shared memory, in order.
+  std::vector<std::optional<SharedMemoryRef>> refs;
+  int in_messages = 0;
+  for (const auto& in : req.inputs()) {
+    ASSIGN_OR_RETURN(refs.emplace_back(), RefOf(in.parameters(), "input '" + in.name() + "'"));
+    if (!refs.back()) ++in_messages;
+  }
   const bool raw = req.raw_input_contents_size() > 0;
-  if (raw && req.raw_input_contents_size() != req.inputs_size()) {
+  if (raw && req.raw_input_contents_size() != in_messages) {
     return InvalidArgument("raw_input_contents has " +
                            std::to_string(req.raw_input_contents_size()) + " entries for " +
-                           std::to_string(req.inputs_size()) +
-                           " inputs; send one entry per input, in the order of 'inputs'");
+                           std::to_string(in_messages) +
+                           " inputs not in shared memory; send one entry per such input, in the "
+                           "order of 'inputs'");
   }
+  int raw_index = 0;
   for (int i = 0; i < req.inputs_size(); ++i) {
     const auto& in = req.inputs(i);
     ASSIGN_OR_RETURN(DType dtype, DTypeFromProtocolName(in.datatype()));
@@ -128,12 +180,20 @@ StatusOr<InferRequest> Decode(const ModelInferRequest& req) {
       return InvalidArgument("input '" + in.name() + "' appears twice; send each input once");
     }
     Tensor tensor;
-    if (raw) {
+    if (refs[i]) {
+      if (HasTypedContents(in)) {
+        return InvalidArgument("input '" + in.name() +
+                               "' has typed contents and shared memory "
+                               "parameters; send its data one way");
+      }
+      ASSIGN_OR_RETURN(
+          tensor, InputFromSharedMemory(regions, *refs[i], in.name(), dtype, shape, bytes, &out));
+    } else if (raw) {
       if (HasTypedContents(in)) {
         return InvalidArgument("input '" + in.name() + "' has typed contents while the " +
                                "request also has raw_input_contents; use one form for all inputs");
       }
-      const std::string& data = req.raw_input_contents(i);
+      const std::string& data = req.raw_input_contents(raw_index++);
       if (data.size() != bytes) {
         return InvalidArgument("input '" + in.name() + "': raw contents hold " +
                                std::to_string(data.size()) + " bytes, but " + ProtocolName(dtype) +
@@ -159,13 +219,21 @@ StatusOr<InferRequest> Decode(const ModelInferRequest& req) {
 }
 
 StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRequest& req,
-                                    const InferResult& result) {
+                                    const InferResult& result, const SharedMemoryRegions& regions) {
   std::vector<std::string> requested;
-  bool raw =
-      req.raw_input_contents_size() > 0 || WantsBinary(req.parameters(), "binary_data_output");
+  std::map<std::string, SharedMemoryRef> in_region;
+  // Typed outputs answer a request that sent typed contents; raw_input_contents or inputs in
+  // shared memory get raw outputs, which is all Triton's clients read.
+  bool typed_request = false;
+  for (const auto& in : req.inputs()) typed_request = typed_request || HasTypedContents(in);
+  bool raw = req.raw_input_contents_size() > 0 || !typed_request ||
+             WantsBinary(req.parameters(), "binary_data_output");
   for (const auto& out : req.outputs()) {
     requested.push_back(out.name());
     raw = raw || WantsBinary(out.parameters(), "binary_data");
+    ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> ref,
+                     RefOf(out.parameters(), "output '" + out.name() + "'"));
+    if (ref) in_region[out.name()] = std::move(*ref);
   }
   ASSIGN_OR_RETURN(std::vector<std::string> names, SelectOutputs(model, requested));
   for (const auto& name : names) raw = raw || !HasTypedField(OutputOf(result, name).dtype());
@@ -173,13 +241,24 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
   response.set_model_name(model.name());
   response.set_model_version(std::to_string(model.version()));
   response.set_id(req.id());
-  for (const auto& name : names) {
+  // raw_output_contents holds an entry for every output, in order (clients index it so; Triton's
+  // C++ client reads past the end otherwise): empty for an output in shared memory.
+  for (const std::string& name : names) {
     const Tensor& t = OutputOf(result, name);
     auto* out = response.add_outputs();
     out->set_name(name);
     out->set_datatype(ProtocolName(t.dtype()));
     for (int64_t d : t.shape()) out->add_shape(d);
-    if (raw) {
+    if (auto ref = in_region.find(name); ref != in_region.end()) {
+      RETURN_IF_ERROR(OutputToSharedMemory(regions, ref->second, name, t));
+      auto& params = *out->mutable_parameters();
+      params["shared_memory_region"].set_string_param(ref->second.region);
+      params["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(t.num_bytes()));
+      if (ref->second.offset > 0) {
+        params["shared_memory_offset"].set_int64_param(static_cast<int64_t>(ref->second.offset));
+      }
+      if (raw) response.add_raw_output_contents();
+    } else if (raw) {
       response.add_raw_output_contents(static_cast<const char*>(t.raw_data()), t.num_bytes());
     } else {
       SetTyped(t, out->mutable_contents());
@@ -188,7 +267,8 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
   return response;
 }
 
-Status CheckOutputRequests(const ServedModel& model, const ModelInferRequest& req) {
+Status CheckOutputRequests(const ServedModel& model, const ModelInferRequest& req,
+                           const InferRequest& decoded, const SharedMemoryRegions& regions) {
   std::vector<std::string> requested;
   for (const auto& out : req.outputs()) {
     if (out.parameters().count("classification")) {
@@ -197,7 +277,14 @@ Status CheckOutputRequests(const ServedModel& model, const ModelInferRequest& re
     }
     requested.push_back(out.name());
   }
-  return SelectOutputs(model, requested).status();
+  RETURN_IF_ERROR(SelectOutputs(model, requested).status());
+  const int64_t batch = BatchOf(decoded);
+  for (const auto& out : req.outputs()) {
+    ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> ref,
+                     RefOf(out.parameters(), "output '" + out.name() + "'"));
+    if (ref) RETURN_IF_ERROR(CheckOutputRegion(regions, model, out.name(), *ref, batch));
+  }
+  return Status::Ok();
 }
 
 }  // namespace parnet::serve

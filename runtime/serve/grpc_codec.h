@@ -6,22 +6,29 @@
 #include "proto/grpc_service.pb.h"
 #include "runtime/serve/infer.h"
 #include "runtime/serve/served_model.h"
+#include "runtime/serve/shared_memory.h"
 
 namespace parnet::serve {
 
 // The wire request as an InferRequest: names, datatypes and shapes as sent (the served model
 // checks them against its config), byte counts checked against the shapes, typed and raw
-// contents never mixed. Raw tensors borrow from `req`, which must outlive the result.
-StatusOr<InferRequest> Decode(const inference::ModelInferRequest& req);
+// contents never mixed; inputs with shared memory parameters are read from `regions`. Raw
+// tensors borrow from `req`, which must outlive the result.
+StatusOr<InferRequest> Decode(const inference::ModelInferRequest& req,
+                              const SharedMemoryRegions& regions);
 
-// Refuses a requested output that `model` lacks and the classification extension.
-Status CheckOutputRequests(const ServedModel& model, const inference::ModelInferRequest& req);
+// Refuses a requested output that `model` lacks, the classification extension, and an output
+// requested into shared memory that is not registered or too small (`decoded`: the request).
+Status CheckOutputRequests(const ServedModel& model, const inference::ModelInferRequest& req,
+                           const InferRequest& decoded, const SharedMemoryRegions& regions);
 
-// The response for `result`: the selected outputs, raw when the request came raw (as Triton's
-// clients expect), when asked with the "binary_data" parameter, or when a datatype has no typed
-// field (FP16, BF16).
+// The response for `result`: the selected outputs, typed only when the request sent typed
+// contents and asked for no "binary_data" (Triton's clients read raw outputs only), and never for
+// a datatype without a typed field (FP16, BF16). Outputs requested into shared memory are written
+// there and carry no data.
 StatusOr<inference::ModelInferResponse> Encode(const ServedModel& model,
                                                const inference::ModelInferRequest& req,
-                                               const InferResult& result);
+                                               const InferResult& result,
+                                               const SharedMemoryRegions& regions);
 
 }  // namespace parnet::serve

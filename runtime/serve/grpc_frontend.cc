@@ -175,8 +175,9 @@ void StreamAnswers::WriteLoop(grpc::ServerContext* context, Stream* stream) {
 
 class GrpcService final : public inference::GRPCInferenceService::Service {
  public:
-  GrpcService(const ModelRepository* repository, const std::atomic<bool>* ready)
-      : repo_(repository), ready_(ready) {}
+  GrpcService(const ModelRepository* repository, const std::atomic<bool>* ready,
+              SharedMemoryRegions* regions)
+      : repo_(repository), ready_(ready), regions_(regions) {}
 
   grpc::Status ServerLive(grpc::ServerContext*, const inference::ServerLiveRequest*,
                           inference::ServerLiveResponse* response) override {
@@ -201,7 +202,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
                               inference::ServerMetadataResponse* response) override {
     response->set_name(kServerName);
     response->set_version(kServerVersion);
-    for (const auto& e : ServerExtensions()) response->add_extensions(e);
+    for (const auto& e : ServerExtensions(*regions_)) response->add_extensions(e);
     return grpc::Status::OK;
   }
 
@@ -275,8 +276,9 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
     const Clock::time_point arrival = Clock::now();
     StatusOr<ServedModel*> model = repo_->Find(request->model_name(), request->model_version());
     if (!model.ok()) return ToGrpc(model.status());
-    StatusOr<InferRequest> decoded = Decode(*request);
-    Status checked = decoded.ok() ? CheckOutputRequests(**model, *request) : decoded.status();
+    StatusOr<InferRequest> decoded = Decode(*request, *regions_);
+    Status checked = decoded.ok() ? CheckOutputRequests(**model, *request, *decoded, *regions_)
+                                  : decoded.status();
     if (!checked.ok()) {
       (*model)->RecordFailure(arrival);
       return ToGrpc(checked);
@@ -287,7 +289,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
     StatusOr<InferResult> result =
         InferAndWait(*model, std::move(*decoded), [context] { return context->IsCancelled(); });
     if (!result.ok()) return ToGrpc(result.status());
-    StatusOr<ModelInferResponse> encoded = Encode(**model, *request, *result);
+    StatusOr<ModelInferResponse> encoded = Encode(**model, *request, *result, *regions_);
     if (!encoded.ok()) return ToGrpc(encoded.status());
     *response = std::move(*encoded);
     return grpc::Status::OK;
@@ -316,8 +318,9 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
         refuse(*request, model.status());
         continue;
       }
-      StatusOr<InferRequest> decoded = Decode(*request);
-      Status checked = decoded.ok() ? CheckOutputRequests(**model, *request) : decoded.status();
+      StatusOr<InferRequest> decoded = Decode(*request, *regions_);
+      Status checked = decoded.ok() ? CheckOutputRequests(**model, *request, *decoded, *regions_)
+                                    : decoded.status();
       if (!checked.ok()) {
         (*model)->RecordFailure(arrival);
         refuse(*request, checked);
@@ -329,10 +332,10 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       decoded->cancelled = answers.gone();
       ServedModel* m = *model;
       std::shared_ptr<StreamAnswers::Expected> expected = answers.Expect();
-      InferDone done = [m, request, expected](StatusOr<InferResult> result) {
+      InferDone done = [m, request, expected, regions = regions_](StatusOr<InferResult> result) {
         inference::ModelStreamInferResponse r;
         StatusOr<ModelInferResponse> encoded = result.ok()
-                                                   ? Encode(*m, *request, *result)
+                                                   ? Encode(*m, *request, *result, *regions)
                                                    : StatusOr<ModelInferResponse>(result.status());
         if (encoded.ok()) {
           *r.mutable_infer_response() = std::move(*encoded);
@@ -346,6 +349,57 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       Status submitted = m->Submit(std::move(*decoded), std::move(done));
       if (!submitted.ok()) refuse(*request, submitted);
     }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SystemSharedMemoryStatus(
+      grpc::ServerContext*, const inference::SystemSharedMemoryStatusRequest* request,
+      inference::SystemSharedMemoryStatusResponse* response) override {
+    StatusOr<std::vector<SharedMemoryRegionInfo>> regions = regions_->List(request->name());
+    if (!regions.ok()) return ToGrpc(regions.status());
+    for (const auto& r : *regions) {
+      auto& status = (*response->mutable_regions())[r.name];
+      status.set_name(r.name);
+      status.set_key(r.key);
+      status.set_offset(r.offset);
+      status.set_byte_size(r.byte_size);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status SystemSharedMemoryRegister(grpc::ServerContext*,
+                                          const inference::SystemSharedMemoryRegisterRequest* r,
+                                          inference::SystemSharedMemoryRegisterResponse*) override {
+    return ToGrpc(regions_->Register(r->name(), r->key(), r->offset(), r->byte_size()));
+  }
+
+  grpc::Status SystemSharedMemoryUnregister(
+      grpc::ServerContext*, const inference::SystemSharedMemoryUnregisterRequest* request,
+      inference::SystemSharedMemoryUnregisterResponse*) override {
+    regions_->Unregister(request->name());
+    return grpc::Status::OK;
+  }
+
+  // No CUDA shared memory: no region to list or drop, and registering one says so.
+  grpc::Status CudaSharedMemoryStatus(grpc::ServerContext*,
+                                      const inference::CudaSharedMemoryStatusRequest* request,
+                                      inference::CudaSharedMemoryStatusResponse*) override {
+    if (request->name().empty()) return grpc::Status::OK;
+    return ToGrpc(NotFound("CUDA shared memory region '" + request->name() +
+                           "' is not registered (parnet serves system shared memory only)"));
+  }
+
+  grpc::Status CudaSharedMemoryRegister(grpc::ServerContext*,
+                                        const inference::CudaSharedMemoryRegisterRequest* request,
+                                        inference::CudaSharedMemoryRegisterResponse*) override {
+    return ToGrpc(Unimplemented("registering CUDA shared memory region '" + request->name() +
+                                "': parnet serves system shared memory only; register the "
+                                "tensor's host copy with SystemSharedMemoryRegister"));
+  }
+
+  grpc::Status CudaSharedMemoryUnregister(grpc::ServerContext*,
+                                          const inference::CudaSharedMemoryUnregisterRequest*,
+                                          inference::CudaSharedMemoryUnregisterResponse*) override {
     return grpc::Status::OK;
   }
 
@@ -380,13 +434,15 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
 
   const ModelRepository* repo_;
   const std::atomic<bool>* ready_;
+  SharedMemoryRegions* regions_;
 };
 
 }  // namespace
 
 std::unique_ptr<grpc::Service> MakeGrpcService(const ModelRepository* repository,
-                                               const std::atomic<bool>* ready) {
-  return std::make_unique<GrpcService>(repository, ready);
+                                               const std::atomic<bool>* ready,
+                                               SharedMemoryRegions* regions) {
+  return std::make_unique<GrpcService>(repository, ready, regions);
 }
 
 }  // namespace parnet::serve

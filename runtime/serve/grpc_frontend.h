@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "runtime/serve/model_repository.h"
+#include "runtime/serve/shared_memory.h"
 
 namespace grpc {
 class Service;
@@ -12,8 +13,10 @@ class Service;
 
 namespace parnet::serve {
 
-// `ready` is read on every ServerReady call. The repository must outlive the service.
+// `ready` is read on every ServerReady call. The repository and the shared memory regions must
+// outlive the service.
 std::unique_ptr<grpc::Service> MakeGrpcService(const ModelRepository* repository,
-                                               const std::atomic<bool>* ready);
+                                               const std::atomic<bool>* ready,
+                                               SharedMemoryRegions* regions);
 
 }  // namespace parnet::serve

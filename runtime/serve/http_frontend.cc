@@ -6,11 +6,14 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
 
 #include "runtime/serve/datatype.h"
 #include "runtime/serve/frontend.h"
+#include "runtime/serve/http_reply.h"
+#include "runtime/serve/http_shared_memory.h"
 #include "runtime/serve/model_config.h"
 
 namespace parnet::serve {
@@ -21,16 +24,6 @@ constexpr size_t kKeepAliveRequests = 100;
 
 using json = nlohmann::json;
 constexpr const char* kHeaderLength = "Inference-Header-Content-Length";
-
-void Reply(httplib::Response& res, const Status& s) {
-  res.status = HttpStatusOf(s.code());
-  res.set_content(json{{"error", s.message()}}.dump(), "application/json");
-}
-
-void ReplyJson(httplib::Response& res, const json& j) {
-  res.status = 200;
-  res.set_content(j.dump(), "application/json");
-}
 
 // Flattens nested JSON arrays (the protocol allows both forms) into `out`.
 void Flatten(const json& j, std::vector<const json*>* out) {
@@ -122,13 +115,15 @@ StatusOr<const json*> Member(const json& object, const char* key, json::value_t 
 struct HttpRequestOutputs {
   std::vector<std::string> names;
   std::vector<bool> binary;
+  std::vector<std::optional<SharedMemoryRef>> regions;  // where each goes instead of the body
   bool default_binary = false;
 };
 
 // The JSON + binary body of an infer request as an InferRequest. Binary tensors borrow from
 // `body`, which must outlive the request.
 StatusOr<InferRequest> DecodeInfer(const std::string& body, size_t header_length,
-                                   const json& header, HttpRequestOutputs* outputs) {
+                                   const json& header, const SharedMemoryRegions& regions,
+                                   HttpRequestOutputs* outputs) {
   if (!header.is_object()) {
     return InvalidArgument("the inference request must be a JSON object with \"inputs\"");
   }
@@ -171,8 +166,17 @@ StatusOr<InferRequest> DecodeInfer(const std::string& body, size_t header_length
       if (it != in_params->end()) binary_size = &*it;
     }
     const bool has_data = in.contains("data");
+    ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> ref, SharedMemoryRefOfJson(in_params, where));
     Tensor tensor;
-    if (binary_size != nullptr) {
+    if (ref) {
+      if (has_data || binary_size != nullptr) {
+        return InvalidArgument(where +
+                               " has shared memory parameters and data; send its data "
+                               "one way");
+      }
+      ASSIGN_OR_RETURN(tensor,
+                       InputFromSharedMemory(regions, *ref, name, dtype, shape, bytes, &out));
+    } else if (binary_size != nullptr) {
       if (has_data) {
         return InvalidArgument(where + " has both \"data\" and binary_data_size; use one");
       }
@@ -214,7 +218,10 @@ StatusOr<InferRequest> DecodeInfer(const std::string& body, size_t header_length
         return InvalidArgument("every entry of \"outputs\" must be an object with a \"name\"");
       }
       bool binary = outputs->default_binary;
+      std::optional<SharedMemoryRef> ref;
       if (auto p = o.find("parameters"); p != o.end() && p->is_object()) {
+        ASSIGN_OR_RETURN(
+            ref, SharedMemoryRefOfJson(&*p, "output '" + o["name"].get<std::string>() + "'"));
         if (p->contains("classification")) {
           return Unimplemented("output '" + o["name"].get<std::string>() +
                                "': the classification extension is not supported; request the "
@@ -224,13 +231,14 @@ StatusOr<InferRequest> DecodeInfer(const std::string& body, size_t header_length
       }
       outputs->names.push_back(o["name"]);
       outputs->binary.push_back(binary);
+      outputs->regions.push_back(std::move(ref));
     }
   }
   return out;
 }
 
-void HandleInfer(const ModelRepository* repo, const httplib::Request& req,
-                 httplib::Response& res) {
+void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions,
+                 const httplib::Request& req, httplib::Response& res) {
   const Clock::time_point arrival = Clock::now();
   const std::string version = req.matches.size() > 2 ? req.matches[2].str() : "";
   StatusOr<ServedModel*> found = repo->Find(req.matches[1], version);
@@ -259,11 +267,20 @@ void HandleInfer(const ModelRepository* repo, const httplib::Request& req,
                                 " bytes); send a JSON object as the protocol describes"));
   }
   HttpRequestOutputs outputs;
-  StatusOr<InferRequest> decoded = DecodeInfer(req.body, header_length, header, &outputs);
+  StatusOr<InferRequest> decoded = DecodeInfer(req.body, header_length, header, regions, &outputs);
   if (!decoded.ok()) return fail(decoded.status());
   StatusOr<std::vector<std::string>> names = SelectOutputs(*model, outputs.names);
   if (!names.ok()) return fail(names.status());
-  if (outputs.names.empty()) outputs.binary.assign(names->size(), outputs.default_binary);
+  if (outputs.names.empty()) {
+    outputs.binary.assign(names->size(), outputs.default_binary);
+    outputs.regions.assign(names->size(), std::nullopt);
+  }
+  for (size_t i = 0; i < names->size(); ++i) {
+    if (!outputs.regions[i]) continue;
+    Status s =
+        CheckOutputRegion(regions, *model, (*names)[i], *outputs.regions[i], BatchOf(*decoded));
+    if (!s.ok()) return fail(s);
+  }
   decoded->arrival = arrival;
   StatusOr<InferResult> result = InferAndWait(model, std::move(*decoded));
   if (!result.ok()) return Reply(res, result.status());
@@ -276,7 +293,11 @@ void HandleInfer(const ModelRepository* repo, const httplib::Request& req,
   for (size_t i = 0; i < names->size(); ++i) {
     const Tensor& t = OutputOf(*result, (*names)[i]);
     json o = {{"name", (*names)[i]}, {"datatype", ProtocolName(t.dtype())}, {"shape", t.shape()}};
-    if (outputs.binary[i]) {
+    if (const auto& ref = outputs.regions[i]) {
+      Status written = OutputToSharedMemory(regions, *ref, (*names)[i], t);
+      // No "parameters": Triton's C++ client reads binary_data_size from any it finds.
+      if (!written.ok()) return Reply(res, written);
+    } else if (outputs.binary[i]) {
       o["parameters"] = {{"binary_data_size", t.num_bytes()}};
       binary.append(static_cast<const char*>(t.raw_data()), t.num_bytes());
     } else {
@@ -342,15 +363,17 @@ json StatsJson(const ServedModel& m) {
 }
 
 void AddProtocolRoutes(httplib::Server& s, const ModelRepository* repo,
-                       const std::atomic<bool>* ready) {
+                       const std::atomic<bool>* ready, SharedMemoryRegions* regions) {
   s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
   s.Get("/v2/health/ready", [ready](const httplib::Request&, httplib::Response& res) {
     res.status = ready->load() ? 200 : 400;
   });
-  s.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
-    ReplyJson(res, {{"name", kServerName}, {"version", kServerVersion},
-                    {"extensions", ServerExtensions()}});
+  s.Get("/v2", [regions](const httplib::Request&, httplib::Response& res) {
+    ReplyJson(res, {{"name", kServerName},
+                    {"version", kServerVersion},
+                    {"extensions", ServerExtensions(*regions)}});
   });
+  AddSharedMemoryRoutes(s, regions);
   s.Get("/v2/models/stats", [repo](const httplib::Request&, httplib::Response& res) {
     json all = json::array();
     for (ServedModel* m : repo->All()) all.push_back(StatsJson(*m));
@@ -389,8 +412,8 @@ void AddProtocolRoutes(httplib::Server& s, const ModelRepository* repo,
     if (!m.ok()) return Reply(res, m.status());
     ReplyJson(res, ModelMetadataJson(repo, **m));
   });
-  s.Post(model + "/infer", [repo](const httplib::Request& req, httplib::Response& res) {
-    HandleInfer(repo, req, res);
+  s.Post(model + "/infer", [repo, regions](const httplib::Request& req, httplib::Response& res) {
+    HandleInfer(repo, *regions, req, res);
   });
 }
 
@@ -409,9 +432,10 @@ void AddMetricsRoute(httplib::Server& s, const ModelRepository* repo) {
 }  // namespace
 
 StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options,
-                                                      const ModelRepository* repository,
-                                                      const std::atomic<bool>* ready,
-                                                      bool metrics_only) {
+                                                        const ModelRepository* repository,
+                                                        const std::atomic<bool>* ready,
+                                                        SharedMemoryRegions* regions,
+                                                        bool metrics_only) {
   std::unique_ptr<HttpServer> server(new HttpServer());
   server->server_ = std::make_unique<httplib::Server>();
   httplib::Server& s = *server->server_;
@@ -456,7 +480,7 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& optio
   if (metrics_only) {
     AddMetricsRoute(s, repository);
   } else {
-    AddProtocolRoutes(s, repository, ready);
+    AddProtocolRoutes(s, repository, ready, regions);
   }
   int port = options.port;
   if (port == 0) {

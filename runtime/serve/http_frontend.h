@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "runtime/serve/model_repository.h"
+#include "runtime/serve/shared_memory.h"
 
 namespace httplib {
 class Server;
@@ -26,11 +27,13 @@ struct HttpOptions {
 class HttpServer {
  public:
   // Serves the protocol (`metrics_only` false) or /metrics (true) for `repository`, which must
-  // outlive the server. Returns once the port is bound.
+  // outlive the server, as must `regions` (the shared memory extension's). Returns once the
+  // port is bound.
   static StatusOr<std::unique_ptr<HttpServer>> Start(const HttpOptions& options,
-                                                    const ModelRepository* repository,
-                                                    const std::atomic<bool>* ready,
-                                                    bool metrics_only);
+                                                     const ModelRepository* repository,
+                                                     const std::atomic<bool>* ready,
+                                                     SharedMemoryRegions* regions,
+                                                     bool metrics_only);
   ~HttpServer();
   void Stop();
   int port() const { return port_; }

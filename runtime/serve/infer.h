@@ -13,6 +13,7 @@
 
 #include "runtime/core/status.h"
 #include "runtime/core/tensor.h"
+#include "runtime/serve/shared_memory.h"
 
 namespace parnet::serve {
 
@@ -28,6 +29,9 @@ struct InferRequest {
   // `keep_alive` (the decoded wire message), which then lives until the request is answered.
   std::map<std::string, Tensor> inputs;
   std::shared_ptr<const void> keep_alive;
+  // Inputs read from registered shared memory (Triton's system shared-memory extension), by
+  // name: the tensors borrow the regions' bytes, which stay mapped while the request lives.
+  std::map<std::string, SharedMemorySlice> shared_inputs;
   // Microseconds the request may wait in the queue (the "timeout" parameter); 0: the model's
   // default.
   uint64_t timeout_us = 0;

@@ -357,6 +357,12 @@ void ServedModel::RecordFailure(Clock::time_point arrival) {
 }
 
 void ServedModel::Finish(Pending& pending, StatusOr<InferResult> result) {
+  // The engine read these inputs where the client's region lies; a region its owner shrank
+  // meanwhile read as zeros (shared_memory.h), which must not pass for an answer.
+  for (const auto& [name, slice] : pending.request.shared_inputs) {
+    if (!result.ok()) break;
+    if (Status s = slice.Ok("input '" + name + "'"); !s.ok()) result = std::move(s);
+  }
   stats_.RecordRequest(result.ok(), Nanos(Clock::now() - pending.request.arrival));
   pending.done(std::move(result));
 }

@@ -41,10 +41,12 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   RETURN_IF_ERROR(KeepOffBoundCores(options.models.host_policies));
   ASSIGN_OR_RETURN(server->repository_,
                    ModelRepository::Load(options.model_repository, options.models));
+  server->regions_ = std::make_unique<SharedMemoryRegions>(options.allow_client_shm);
   const int max_message = static_cast<int>(
       std::min<size_t>(options.max_message_bytes, std::numeric_limits<int>::max()));
   if (options.grpc_port >= 0) {
-    server->service_ = MakeGrpcService(server->repository_.get(), &server->ready_);
+    server->service_ =
+        MakeGrpcService(server->repository_.get(), &server->ready_, server->regions_.get());
     grpc::ServerBuilder builder;
     builder.AddListeningPort(options.host + ":" + std::to_string(options.grpc_port),
                              grpc::InsecureServerCredentials(), &server->grpc_port_);
@@ -71,13 +73,15 @@ StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options) {
   if (options.http_port >= 0) {
     http.port = options.http_port;
     ASSIGN_OR_RETURN(server->http_,
-                     HttpServer::Start(http, server->repository_.get(), &server->ready_, false));
+                     HttpServer::Start(http, server->repository_.get(), &server->ready_,
+                                       server->regions_.get(), false));
   }
   if (options.metrics_port >= 0) {
     http.port = options.metrics_port;
     http.threads = 2;
     ASSIGN_OR_RETURN(server->metrics_,
-                     HttpServer::Start(http, server->repository_.get(), &server->ready_, true));
+                     HttpServer::Start(http, server->repository_.get(), &server->ready_,
+                                       server->regions_.get(), true));
   }
   server->ready_ = true;
   return server;

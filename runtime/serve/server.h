@@ -10,6 +10,7 @@
 
 #include "runtime/serve/http_frontend.h"
 #include "runtime/serve/model_repository.h"
+#include "runtime/serve/shared_memory.h"
 
 namespace grpc {
 class Server;
@@ -26,6 +27,9 @@ struct ServerOptions {
   int metrics_port = 8002;
   size_t max_message_bytes = 64u << 20;  // gRPC messages and HTTP bodies
   int http_threads = 64;
+  // Whether clients may register shared memory regions (Triton's --allow-client-shm): a region
+  // can name any shared memory object the server may open, so only for trusted clients.
+  bool allow_client_shm = false;
   ServeOptions models;
 };
 
@@ -43,6 +47,9 @@ class Server {
 
  private:
   Server() = default;
+  // Before the repository: destroyed after it, so that a batch finishing while the models stop
+  // still writes its outputs into live regions.
+  std::unique_ptr<SharedMemoryRegions> regions_;
   std::unique_ptr<ModelRepository> repository_;
   std::atomic<bool> ready_{false};
   std::unique_ptr<grpc::Service> service_;

@@ -549,23 +549,31 @@ def test_prometheus_metrics(server):
 
 # ---- perf_analyzer ----
 
-@pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_perf_analyzer_count_window(server, tmp_path, protocol):
+def run_perf_analyzer(server, protocol, tmp_path, concurrency, *extra):
+    """A count-window perf_analyzer run against `server`, batch 2; checks that it ran without
+    errors and returns its CSV row."""
     venv_bin = pathlib.Path(os.environ["SERVE_VENV"]) / "bin"
     url = server.grpc_url if protocol == "grpc" else server.http_url
     report = tmp_path / "perf.csv"
     run = subprocess.run(
-        [str(venv_bin / "perf_analyzer"), "-m", MODEL, "-u", url, "-i", protocol,
+        [str(venv_bin / "perf_analyzer"), "-m", MODEL, "-u", url, "-i", protocol, *extra,
          "--measurement-mode", "count_windows", "--measurement-request-count", "100",
          # Tests share the machine with other tests: stability here means within 10x over the
          # last 3 windows (the figures come from scripts/bench_serve.py on a quiet machine).
-         "--concurrency-range", "4", "-b", "2", "--max-trials", "10", "--stability-percentage", "1000",
-         "-f", str(report)], capture_output=True, text=True, timeout=300)
+         "--concurrency-range", str(concurrency), "-b", "2", "--max-trials", "10",
+         "--stability-percentage", "1000", "-f", str(report)],
+        capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "error" not in run.stdout.lower(), run.stdout
     rows = list(csv.DictReader(report.open()))
     assert len(rows) == 1
     row = rows[0]
-    assert int(row["Concurrency"]) == 4
+    assert int(row["Concurrency"]) == concurrency
     assert float(row["Inferences/Second"]) > 0
     assert 0 < float(row["p50 latency"]) <= float(row["p99 latency"])
+    return row
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_perf_analyzer_count_window(server, tmp_path, protocol):
+    run_perf_analyzer(server, protocol, tmp_path, 4)

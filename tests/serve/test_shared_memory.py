@@ -1,0 +1,247 @@
+"""Triton's system shared-memory extension with Triton's own clients: tensors read from and
+written to regions the client registered give the same logits as `parnet run`, every misuse gets
+a code and a message naming it, registration is off unless --allow-client-shm, a region stays
+mapped for a request in flight, and an owner that shrinks its object fails that request instead
+of killing the server."""
+import concurrent.futures
+import os
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+import tritonclient.utils.shared_memory as shm
+from tritonclient.grpc import service_pb2
+from tritonclient.utils import InferenceServerException
+
+from conftest import Server, assert_logits_close
+from test_serve import MODEL, http_post, run_perf_analyzer, stub
+
+LOGITS_BYTES = 8 * 10 * 4
+
+
+@pytest.fixture(scope="module")
+def shm_server(repository):
+    s = Server(repository, ["--allow-client-shm"])
+    yield s
+    assert s.alive(), "parnet serve died during the shared memory tests"
+    assert s.stop() == 0
+
+
+class Regions:
+    """System shared memory regions made by tritonclient's helpers; destroyed at the end."""
+
+    def __init__(self):
+        self.handles = []
+
+    def make(self, name, byte_size, data=None):
+        key = f"/parnet-test-{os.getpid()}-{name}"
+        handle = shm.create_shared_memory_region(name, key, byte_size)
+        if data is not None:
+            shm.set_shared_memory_region(handle, [data])
+        self.handles.append(handle)
+        return key, handle
+
+    def close(self):
+        for h in self.handles:
+            shm.destroy_shared_memory_region(h)
+
+
+@pytest.fixture
+def regions():
+    r = Regions()
+    yield r
+    r.close()
+
+
+def client_for(server, protocol):
+    if protocol == "grpc":
+        return grpcclient, grpcclient.InferenceServerClient(server.grpc_url)
+    return httpclient, httpclient.InferenceServerClient(server.http_url)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_tensors_in_shared_memory_match_parnet_run(shm_server, regions, fmnist_batch,
+                                                   fmnist_reference, protocol):
+    module, client = client_for(shm_server, protocol)
+    in_key, _ = regions.make(f"in-{protocol}", fmnist_batch.nbytes, fmnist_batch)
+    out_key, out_handle = regions.make(f"out-{protocol}", 64 + LOGITS_BYTES)
+    client.register_system_shared_memory("in", in_key, fmnist_batch.nbytes)
+    client.register_system_shared_memory("out", out_key, 64 + LOGITS_BYTES)
+    try:
+        inp = module.InferInput("input", list(fmnist_batch.shape), "FP32")
+        inp.set_shared_memory("in", fmnist_batch.nbytes)
+        out = module.InferRequestedOutput("logits")
+        out.set_shared_memory("out", LOGITS_BYTES, offset=64)
+        result = client.infer(MODEL, [inp], outputs=[out], request_id="s1")
+        # The data went to the region, not the message, which says where.
+        output = result.get_output("logits")
+        if protocol == "grpc":
+            assert list(result.get_response().raw_output_contents) == [b""]
+            assert output.parameters["shared_memory_region"].string_param == "out"
+            assert output.parameters["shared_memory_byte_size"].int64_param == LOGITS_BYTES
+        else:
+            assert output["shape"] == [8, 10] and "data" not in output
+            assert "parameters" not in output
+        got = shm.get_contents_as_numpy(out_handle, np.float32, [8, 10], offset=64)
+        assert_logits_close(got, fmnist_reference)
+        # Input in the region, output in the response.
+        result = client.infer(MODEL, [inp])
+        assert_logits_close(result.as_numpy("logits"), fmnist_reference)
+    finally:
+        client.unregister_system_shared_memory()
+
+
+def test_status_lists_what_is_registered(shm_server, regions):
+    client = grpcclient.InferenceServerClient(shm_server.grpc_url)
+    key, _ = regions.make("status", 8192)
+    client.register_system_shared_memory("a", key, 4096, offset=4096)
+    client.register_system_shared_memory("b", key, 100)
+    try:
+        status = client.get_system_shared_memory_status(as_json=True)["regions"]
+        assert status["a"] == {"name": "a", "key": key, "offset": "4096", "byte_size": "4096"}
+        assert set(status) == {"a", "b"}
+        with pytest.raises(InferenceServerException, match="'a' is registered already"):
+            client.register_system_shared_memory("a", key, 10)
+        http = httpclient.InferenceServerClient(shm_server.http_url)
+        assert [r["name"] for r in http.get_system_shared_memory_status()] == ["a", "b"]
+        http.unregister_system_shared_memory("a")
+        with pytest.raises(InferenceServerException, match="'a' is not registered"):
+            client.get_system_shared_memory_status("a")
+        assert http.get_system_shared_memory_status("b")[0]["byte_size"] == 100
+        # No CUDA shared memory: nothing listed, registering says so.
+        assert http.get_cuda_shared_memory_status() == []
+        with pytest.raises(InferenceServerException, match="system shared memory only"):
+            client.register_cuda_shared_memory("c", b"\0" * 64, 0, 16)
+    finally:
+        client.unregister_system_shared_memory()
+    assert client.get_system_shared_memory_status(as_json=True).get("regions", {}) == {}
+
+
+def test_registration_is_off_unless_allowed(server, shm_server, regions):
+    key, _ = regions.make("off", 4096)
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    with pytest.raises(InferenceServerException, match="--allow-client-shm") as err:
+        client.register_system_shared_memory("r", key, 4096)
+    assert "FAILED_PRECONDITION" in str(err.value.status())
+    assert "system_shared_memory" not in client.get_server_metadata(as_json=True)["extensions"]
+    allowed = grpcclient.InferenceServerClient(shm_server.grpc_url)
+    assert "system_shared_memory" in allowed.get_server_metadata(as_json=True)["extensions"]
+
+
+def shm_request(region, byte_size, offset=None, out=None, shape=(8, 1, 32, 32)):
+    req = service_pb2.ModelInferRequest(model_name=MODEL, id="shm")
+    t = req.inputs.add(name="input", datatype="FP32")
+    t.shape.extend(shape)
+    if region is not None:
+        t.parameters["shared_memory_region"].string_param = region
+    if byte_size is not None:
+        t.parameters["shared_memory_byte_size"].int64_param = byte_size
+    if offset is not None:
+        t.parameters["shared_memory_offset"].int64_param = offset
+    if out is not None:
+        o = req.outputs.add(name="logits")
+        o.parameters["shared_memory_region"].string_param = out[0]
+        o.parameters["shared_memory_byte_size"].int64_param = out[1]
+    return req
+
+
+def test_misused_regions_get_a_code_and_a_message(shm_server, regions, fmnist_batch):
+    n = fmnist_batch.nbytes
+    key, _ = regions.make("bad", n + 4096, np.concatenate([fmnist_batch.ravel(),
+                                                           np.zeros(1024, np.float32)]))
+    client = grpcclient.InferenceServerClient(shm_server.grpc_url)
+    for name, key_, size, text in [("x", "/parnet-no-such-object", 16, "cannot open"),
+                                   ("x", key, n + 8192, "exceeds the"),
+                                   ("x", key, 0, "byte_size >= 1")]:
+        with pytest.raises(InferenceServerException, match=text):
+            client.register_system_shared_memory(name, key_, size)
+    client.register_system_shared_memory("r", key, n + 4096)
+    try:
+        cases = [
+            (shm_request("nope", n), "region 'nope' is not registered"),
+            (shm_request("r", n - 4), f"shared_memory_byte_size is {n - 4}, but FP32[8,1,32,32]"),
+            (shm_request("r", n, offset=8192), "exceeds the"),
+            (shm_request("r", None), "without shared_memory_byte_size"),
+            (shm_request(None, n), "without shared_memory_region"),
+            (shm_request("r", n, out=("r", 16)), "more than its shared_memory_byte_size 16"),
+            (shm_request("r", n, out=("nope", 320)), "region 'nope' is not registered"),
+        ]
+        with_raw = shm_request("r", n)
+        with_raw.raw_input_contents.append(fmnist_batch.tobytes())
+        cases.append((with_raw, "raw_input_contents has 1 entries for 0 inputs"))
+        for req, text in cases:
+            with pytest.raises(grpc.RpcError) as err:
+                stub(shm_server).ModelInfer(req)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+            assert text in err.value.details()
+        # HTTP: data and shared memory for one input.
+        body = ('{"inputs":[{"name":"input","datatype":"FP32","shape":[1,1,32,32],'
+                '"data":[0],"parameters":{"shared_memory_region":"r",'
+                f'"shared_memory_byte_size":4096}}}}]}}').encode()
+        code, text = http_post(shm_server, f"/v2/models/{MODEL}/infer", body)
+        assert code == 400 and b"send its data one way" in text
+        code, text = http_post(shm_server, "/v2/systemsharedmemory/region/y/register", b"{}")
+        assert code == 400 and b"needs \\\"key\\\"" in text
+        # Still serving, from the region.
+        resp = stub(shm_server).ModelInfer(shm_request("r", n))
+        assert np.frombuffer(resp.raw_output_contents[0], np.float32).shape == (80,)
+    finally:
+        client.unregister_system_shared_memory()
+    assert shm_server.alive()
+
+
+def test_an_unregistered_region_stays_mapped_for_the_request_in_flight(
+        shm_server, regions, fmnist_batch, fmnist_reference):
+    """fmnist-slowbatch waits up to 3 s to fill a batch of 4: the region is unregistered, and its
+    object unlinked, while the request waits; it still reads the client's data."""
+    key, handle = regions.make("flight", 4 * 1024, fmnist_batch[:1])
+    client = grpcclient.InferenceServerClient(shm_server.grpc_url)
+    client.register_system_shared_memory("flight", key, 4 * 1024)
+    inp = grpcclient.InferInput("input", [1, 1, 32, 32], "FP32")
+    inp.set_shared_memory("flight", 4 * 1024)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(client.infer, "fmnist-slowbatch", [inp])
+        time.sleep(0.5)
+        client.unregister_system_shared_memory("flight")
+        assert not future.done(), "the batch should still be waiting for its queue delay"
+        result = future.result(timeout=30)
+    assert_logits_close(result.as_numpy("logits"), fmnist_reference[:1])
+
+
+def test_a_shrunk_region_fails_the_request_not_the_server(shm_server, regions, fmnist_batch):
+    """An owner that truncates its object under a registered region: the server's read would be
+    a SIGBUS; the request fails naming the region and the server goes on."""
+    n = fmnist_batch.nbytes
+    key, _ = regions.make("shrunk", n, fmnist_batch)
+    client = grpcclient.InferenceServerClient(shm_server.grpc_url)
+    client.register_system_shared_memory("shrunk", key, n)
+    try:
+        os.truncate("/dev/shm/" + key.lstrip("/"), 0)
+        with pytest.raises(grpc.RpcError) as err:
+            stub(shm_server).ModelInfer(shm_request("shrunk", n))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+        assert "region 'shrunk' was shrunk by its owner" in err.value.details()
+    finally:
+        client.unregister_system_shared_memory()
+    assert shm_server.alive()
+    # A fresh region of the same key works again.
+    os.truncate("/dev/shm/" + key.lstrip("/"), n)
+    client.register_system_shared_memory("again", key, n)
+    try:
+        resp = stub(shm_server).ModelInfer(shm_request("again", n))
+        assert len(resp.raw_output_contents[0]) == LOGITS_BYTES
+    finally:
+        client.unregister_system_shared_memory()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_perf_analyzer_with_system_shared_memory(shm_server, tmp_path, protocol):
+    run_perf_analyzer(shm_server, protocol, tmp_path, 2, "--shared-memory", "system",
+                      "--output-shared-memory-size", str(LOGITS_BYTES))
+    # perf_analyzer unregisters what it registered.
+    status = grpcclient.InferenceServerClient(shm_server.grpc_url).get_system_shared_memory_status(
+        as_json=True)
+    assert status.get("regions", {}) == {}
