@@ -5,6 +5,8 @@ mapped for a request in flight, and an owner that shrinks its object fails that 
 of killing the server."""
 import concurrent.futures
 import os
+import pathlib
+import subprocess
 import time
 
 import grpc
@@ -245,3 +247,19 @@ def test_perf_analyzer_with_system_shared_memory(shm_server, tmp_path, protocol)
     status = grpcclient.InferenceServerClient(shm_server.grpc_url).get_system_shared_memory_status(
         as_json=True)
     assert status.get("regions", {}) == {}
+
+
+def test_the_client_example_gets_the_same_labels_both_ways(shm_server):
+    """scripts/serve_client.py, the README's complete example, with and without shared memory."""
+    script = pathlib.Path(os.environ["PARNET_SOURCE"]) / "scripts/serve_client.py"
+    python = pathlib.Path(os.environ["SERVE_VENV"]) / "bin/python"
+    labels = {}
+    for extra in ([], ["--shared-memory"], ["--http", "--shared-memory"]):
+        url = shm_server.http_url if "--http" in extra else shm_server.grpc_url
+        run = subprocess.run([str(python), str(script), "--url", url, "-n", "8", *extra],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+        labels[" ".join(extra)] = run.stdout.splitlines()
+    assert len(labels[""]) == 8 and labels[""][0].startswith("image 0: ")
+    assert labels["--shared-memory"] == labels[""]
+    assert labels["--http --shared-memory"] == labels[""]
