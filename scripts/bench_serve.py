@@ -21,7 +21,9 @@ the other core goes to perf_analyzer and gRPC). The summary gives medians over t
 
 Also per repeat: the engine on the overhead model idling after each run as long as the served
 instance idled between requests (`parnet bench --idle-us`; what a machine does to a core that
-idles is not the server's doing), the floor model over HTTP, and with --triton the same floor
+idles is not the server's doing), the overhead model at c=1 with its input and output in system
+shared memory (perf_analyzer --shared-memory system; the server runs with --allow-client-shm),
+the floor model over HTTP, and with --triton the same floor
 computation served by NVIDIA's Triton (scripts/setup_triton_peer.sh) over gRPC and HTTP: the
 peer, side by side, with the same client.
 
@@ -119,9 +121,10 @@ def bracket(before, after):
             "before": before, "after": after}
 
 
-def perf(args, model, url, concurrency, requests, out_csv, protocol="grpc"):
+def perf(args, model, url, concurrency, requests, out_csv, protocol="grpc", extra=()):
     base = [*args.client_prefix, VENV / "bin/perf_analyzer", "-m", model, "-u", url, "-i", protocol,
-            "-b", "1", "--concurrency-range", concurrency, "--percentile", "50", "-f", out_csv]
+            "-b", "1", "--concurrency-range", concurrency, "--percentile", "50", "-f", out_csv,
+            *extra]
     stable = [*base, "--measurement-mode", "count_windows", "--measurement-request-count",
               requests, "--stability-percentage", args.stability_percent, "--max-trials",
               args.max_trials]
@@ -142,9 +145,9 @@ def perf(args, model, url, concurrency, requests, out_csv, protocol="grpc"):
 
 def start_server(args, repo):
     server = subprocess.Popen(
-        [args.parnet, "serve", "--model-repository", repo, "--host",
+        [*args.server_prefix, args.parnet, "serve", "--model-repository", repo, "--host",
          "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", "--threads",
-         str(args.threads), *args.serve_args],
+         str(args.threads), "--allow-client-shm", *args.serve_args],
         stdout=subprocess.PIPE, text=True)
     for line in server.stdout:
         m = re.search(r"ready: grpc (\d+) http (\d+)", line)
@@ -279,11 +282,13 @@ def main():
                     help="requests per window at c=16, ';'-separated, one per throughput model")
     ap.add_argument("--stability-percent", type=int, default=15)
     ap.add_argument("--max-trials", type=int, default=10)
-    ap.add_argument("--pin", action="store_true",
-                    help="bind the served instances (parnet's --host-policy; the server's other "
-                         "threads keep off those cores) and the engine runs (taskset) to the last "
-                         "--threads cores, perf_analyzer to the others, so that client and model "
-                         "never share a core")
+    ap.add_argument("--pin", nargs="?", const="instance", choices=("instance", "server"),
+                    help="give the served model and the engine runs the last --threads cores and "
+                         "perf_analyzer the others, so that client and model never share a core. "
+                         "'instance' (the default of a bare --pin): parnet's --host-policy binds "
+                         "the served instances and the server keeps its gRPC and HTTP threads on "
+                         "the client's cores; 'server': the whole server (taskset) is on those "
+                         "cores, front ends included, as when the clients are on other machines")
     ap.add_argument("--triton", metavar="DIR",
                     help="also measure Triton Inference Server (from scripts/"
                          "setup_triton_peer.sh, e.g. .triton-peer) on the floor model at c=1 over "
@@ -291,18 +296,22 @@ def main():
     ap.add_argument("--json", help="write every repeat's numbers here")
     args = ap.parse_args()
     args.engine_prefix, args.client_prefix, args.serve_args = [], [], []
+    args.server_prefix = []
     if args.pin:
         cores = sorted(os.sched_getaffinity(0))
         if args.threads >= len(cores):
             sys.exit(f"--pin needs more cores than --threads ({len(cores)} available)")
         server = ",".join(map(str, cores[-args.threads:]))
         client = ",".join(map(str, cores[:-args.threads]))
-        # The served instances are bound by parnet's own host policy (the server keeps its
-        # gRPC and HTTP threads off those cores); `parnet bench` and Triton by taskset.
-        args.serve_args = ["--host-policy", f"pin,cpu-cores={server}"]
+        if args.pin == "instance":
+            # The served instances are bound by parnet's own host policy (the server keeps its
+            # gRPC and HTTP threads off those cores); `parnet bench` and Triton by taskset.
+            args.serve_args = ["--host-policy", f"pin,cpu-cores={server}"]
+        else:
+            args.server_prefix = ["taskset", "-c", server]
         args.engine_prefix = ["taskset", "-c", server]
         args.client_prefix = ["taskset", "-c", client]
-    config = CONFIG + (PINNED_GROUP if args.pin else "")
+    config = CONFIG + (PINNED_GROUP if args.pin == "instance" else "")
 
     result = {"start_utc": time.strftime("%H:%M:%S", time.gmtime()), "load_before": load(),
               "nice": os.nice(0), "threads": args.threads, "pin": args.pin, "repeats": []}
@@ -341,6 +350,10 @@ def main():
                                     "Server Compute Output"))))
                 rep["engine_b1_idle"] = engine(args, onnx["overhead"], 1, tmp / "e.json",
                                                rep["idle_us"])["1"]
+                # The same request with the input and output in system shared memory (Triton's
+                # extension; perf_analyzer --shared-memory system): no tensor bytes on the socket.
+                rep["c1_shm"] = perf(args, "overhead", url, 1, args.c1_requests, tmp / "c1.csv",
+                                     extra=["--shared-memory", "system"])
                 before = engine(args, onnx["floor"], 1, tmp / "e.json")["1"]
                 rep["floor_c1"] = perf(args, "floor", url, 1, args.c1_requests, tmp / "c1.csv")
                 rep["floor_engine_b1"] = bracket(before, engine(args, onnx["floor"], 1,
@@ -371,7 +384,7 @@ def main():
 
     reps = result["repeats"]
     print(f"\n{args.variant} variant at 224x224 FP32, fused, random weights; threads "
-          f"{args.threads} (engine and served instance){'; pinned' if args.pin else ''}; "
+          f"{args.threads} (engine and served instance){f'; pinned ({args.pin})' if args.pin else ''}; "
           f"{len(reps)} repeats, medians; load "
           f"{' '.join(result['load_before'])} before, {' '.join(result['load_after'])} after")
     overheads = report_c1(reps, "", f"overhead model (widths {args.overhead_widths})",
@@ -384,6 +397,12 @@ def main():
           f"{statistics.median(r['idle_us'] for r in reps):.0f} us): p50 "
           f"{statistics.median(idle):.3f} ms; served minus it {statistics.median(own):+.3f} ms "
           f"(per repeat {', '.join(f'{d:+.3f}' for d in own)})")
+    shm = [r["c1_shm"] for r in reps]
+    shm_over = [r["c1_shm"]["p50 latency"] / 1000 - r["engine_b1"]["p50_ms"] for r in reps]
+    print(f"  input and output in system shared memory (perf_analyzer --shared-memory system): "
+          f"p50 {med(shm, 'p50 latency') / 1000:.3f} ms, overhead median "
+          f"{statistics.median(shm_over):+.3f} ms (per repeat "
+          f"{', '.join(f'{d:+.3f}' for d in shm_over)})")
     floors = report_c1(reps, "floor_", "floor model (GlobalAveragePool of the same input)",
                        "protocol floor")
     print(f"  median {statistics.median(floors):+.3f} ms")
