@@ -125,10 +125,9 @@ StatusOr<Tensor> InputFromSharedMemory(const SharedMemoryRegions& regions,
   return tensor;
 }
 
-Status OutputToSharedMemory(const SharedMemoryRegions& regions, const SharedMemoryRef& ref,
-                            const std::string& name, const Tensor& t) {
+Status OutputToSharedMemory(const SharedMemorySlice& slice, const std::string& name,
+                            const Tensor& t) {
   const std::string what = "output '" + name + "'";
-  ASSIGN_OR_RETURN(SharedMemorySlice slice, regions.Slice(ref, what));
   if (t.num_bytes() > slice.bytes) {
     return InvalidArgument(what + " is " + ProtocolName(t.dtype()) + ShapeToString(t.shape()) +
                            ", " + std::to_string(t.num_bytes()) +
@@ -145,19 +144,24 @@ int64_t BatchOf(const InferRequest& request) {
   return t.rank() > 0 ? t.dim(0) : 1;
 }
 
-Status CheckOutputRegion(const SharedMemoryRegions& regions, const ServedModel& model,
-                         const std::string& name, const SharedMemoryRef& ref, int64_t batch) {
+StatusOr<SharedMemorySlice> CheckOutputRegion(const SharedMemoryRegions& regions,
+                                              const ServedModel& model, const std::string& name,
+                                              const SharedMemoryRef& ref, int64_t batch) {
   const std::string what = "output '" + name + "'";
-  RETURN_IF_ERROR(regions.Slice(ref, what).status());
+  ASSIGN_OR_RETURN(SharedMemorySlice slice, regions.Slice(ref, what));
   for (const auto& out : model.config().output()) {
     if (out.name() != name) continue;
+    // The batch is the client's, not yet checked against the model: an overflowing product
+    // skips this early check (the model refuses the request).
     int64_t elements = model.config().max_batch_size() > 0 ? batch : 1;
     for (int64_t d : out.dims()) {
-      if (d < 0) return Status::Ok();  // the size is known once the model ran
-      elements *= d;
+      if (d < 0 || __builtin_mul_overflow(elements, d, &elements)) return slice;
     }
-    const size_t bytes =
-        static_cast<size_t>(elements) * DTypeSize(DTypeFromConfig(out.data_type()));
+    uint64_t bytes = 0;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(elements),
+                               DTypeSize(DTypeFromConfig(out.data_type())), &bytes)) {
+      return slice;
+    }
     if (bytes > ref.byte_size) {
       return InvalidArgument(what + " will be " + std::to_string(bytes) +
                              " bytes, more than its shared_memory_byte_size " +
@@ -165,7 +169,7 @@ Status CheckOutputRegion(const SharedMemoryRegions& regions, const ServedModel& 
                              "; give it a larger part of the region");
     }
   }
-  return Status::Ok();
+  return slice;
 }
 
 const Tensor& OutputOf(const InferResult& result, const std::string& name) {

@@ -50,18 +50,21 @@ StatusOr<Tensor> InputFromSharedMemory(const SharedMemoryRegions& regions,
                                        DType dtype, const Shape& shape, size_t bytes,
                                        InferRequest* request);
 
-// Writes output `name` into the region `ref` names; INVALID_ARGUMENT when it does not fit or the
-// region was shrunk under it.
-Status OutputToSharedMemory(const SharedMemoryRegions& regions, const SharedMemoryRef& ref,
-                            const std::string& name, const Tensor& t);
+// Writes output `name` into `slice`; INVALID_ARGUMENT when it does not fit or the region was
+// shrunk under it.
+Status OutputToSharedMemory(const SharedMemorySlice& slice, const std::string& name,
+                            const Tensor& t);
 
 // The rows of a decoded request: the first dimension of its first input (1 when it has none).
 int64_t BatchOf(const InferRequest& request);
 
-// Refuses, before anything runs, an output requested into a region that is not registered or
-// too small for it (when the config fixes the output's size; `batch`: the request's rows).
-Status CheckOutputRegion(const SharedMemoryRegions& regions, const ServedModel& model,
-                         const std::string& name, const SharedMemoryRef& ref, int64_t batch);
+// The part of a region that output `name` is requested into, held (and so kept mapped) from
+// before the request runs until its answer is written, whatever the client registers
+// meanwhile. Refuses a region that is not registered, or too small for the output when the
+// config fixes its size (`batch`: the request's rows).
+StatusOr<SharedMemorySlice> CheckOutputRegion(const SharedMemoryRegions& regions,
+                                              const ServedModel& model, const std::string& name,
+                                              const SharedMemoryRef& ref, int64_t batch);
 
 // The outputs to return: `requested` in order (each must be an output of the model), or every
 // output of the config when `requested` is empty.

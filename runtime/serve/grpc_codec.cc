@@ -219,9 +219,8 @@ StatusOr<InferRequest> Decode(const ModelInferRequest& req, const SharedMemoryRe
 }
 
 StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRequest& req,
-                                    const InferResult& result, const SharedMemoryRegions& regions) {
+                                    const InferResult& result, const OutputSlices& in_region) {
   std::vector<std::string> requested;
-  std::map<std::string, SharedMemoryRef> in_region;
   // Typed outputs answer a request that sent typed contents; raw_input_contents or inputs in
   // shared memory get raw outputs, which is all Triton's clients read.
   bool typed_request = false;
@@ -231,9 +230,6 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
   for (const auto& out : req.outputs()) {
     requested.push_back(out.name());
     raw = raw || WantsBinary(out.parameters(), "binary_data");
-    ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> ref,
-                     RefOf(out.parameters(), "output '" + out.name() + "'"));
-    if (ref) in_region[out.name()] = std::move(*ref);
   }
   ASSIGN_OR_RETURN(std::vector<std::string> names, SelectOutputs(model, requested));
   for (const auto& name : names) raw = raw || !HasTypedField(OutputOf(result, name).dtype());
@@ -249,14 +245,11 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
     out->set_name(name);
     out->set_datatype(ProtocolName(t.dtype()));
     for (int64_t d : t.shape()) out->add_shape(d);
-    if (auto ref = in_region.find(name); ref != in_region.end()) {
-      RETURN_IF_ERROR(OutputToSharedMemory(regions, ref->second, name, t));
+    if (auto slice = in_region.find(name); slice != in_region.end()) {
+      RETURN_IF_ERROR(OutputToSharedMemory(slice->second, name, t));
       auto& params = *out->mutable_parameters();
-      params["shared_memory_region"].set_string_param(ref->second.region);
+      params["shared_memory_region"].set_string_param(slice->second.region);
       params["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(t.num_bytes()));
-      if (ref->second.offset > 0) {
-        params["shared_memory_offset"].set_int64_param(static_cast<int64_t>(ref->second.offset));
-      }
       if (raw) response.add_raw_output_contents();
     } else if (raw) {
       response.add_raw_output_contents(static_cast<const char*>(t.raw_data()), t.num_bytes());
@@ -267,8 +260,9 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
   return response;
 }
 
-Status CheckOutputRequests(const ServedModel& model, const ModelInferRequest& req,
-                           const InferRequest& decoded, const SharedMemoryRegions& regions) {
+StatusOr<OutputSlices> CheckOutputRequests(const ServedModel& model, const ModelInferRequest& req,
+                                           const InferRequest& decoded,
+                                           const SharedMemoryRegions& regions) {
   std::vector<std::string> requested;
   for (const auto& out : req.outputs()) {
     if (out.parameters().count("classification")) {
@@ -278,13 +272,15 @@ Status CheckOutputRequests(const ServedModel& model, const ModelInferRequest& re
     requested.push_back(out.name());
   }
   RETURN_IF_ERROR(SelectOutputs(model, requested).status());
-  const int64_t batch = BatchOf(decoded);
+  OutputSlices slices;
   for (const auto& out : req.outputs()) {
     ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> ref,
                      RefOf(out.parameters(), "output '" + out.name() + "'"));
-    if (ref) RETURN_IF_ERROR(CheckOutputRegion(regions, model, out.name(), *ref, batch));
+    if (!ref) continue;
+    ASSIGN_OR_RETURN(slices[out.name()],
+                     CheckOutputRegion(regions, model, out.name(), *ref, BatchOf(decoded)));
   }
-  return Status::Ok();
+  return slices;
 }
 
 }  // namespace parnet::serve

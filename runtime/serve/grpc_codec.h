@@ -3,6 +3,9 @@
 // outputs, and encoding a ModelInferResponse. Protobuf messages only; no gRPC transport.
 #pragma once
 
+#include <map>
+#include <string>
+
 #include "proto/grpc_service.pb.h"
 #include "runtime/serve/infer.h"
 #include "runtime/serve/served_model.h"
@@ -17,18 +20,25 @@ namespace parnet::serve {
 StatusOr<InferRequest> Decode(const inference::ModelInferRequest& req,
                               const SharedMemoryRegions& regions);
 
+// Outputs requested into shared memory, by name: the parts of their regions, held from the check
+// until the answer is written.
+using OutputSlices = std::map<std::string, SharedMemorySlice>;
+
 // Refuses a requested output that `model` lacks, the classification extension, and an output
 // requested into shared memory that is not registered or too small (`decoded`: the request).
-Status CheckOutputRequests(const ServedModel& model, const inference::ModelInferRequest& req,
-                           const InferRequest& decoded, const SharedMemoryRegions& regions);
+// Returns the outputs' slices for Encode.
+StatusOr<OutputSlices> CheckOutputRequests(const ServedModel& model,
+                                           const inference::ModelInferRequest& req,
+                                           const InferRequest& decoded,
+                                           const SharedMemoryRegions& regions);
 
 // The response for `result`: the selected outputs, typed only when the request sent typed
 // contents and asked for no "binary_data" (Triton's clients read raw outputs only), and never for
-// a datatype without a typed field (FP16, BF16). Outputs requested into shared memory are written
-// there and carry no data.
+// a datatype without a typed field (FP16, BF16). Outputs in `in_region` are written there and
+// carry no data.
 StatusOr<inference::ModelInferResponse> Encode(const ServedModel& model,
                                                const inference::ModelInferRequest& req,
                                                const InferResult& result,
-                                               const SharedMemoryRegions& regions);
+                                               const OutputSlices& in_region);
 
 }  // namespace parnet::serve

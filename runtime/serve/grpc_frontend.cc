@@ -277,11 +277,12 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
     StatusOr<ServedModel*> model = repo_->Find(request->model_name(), request->model_version());
     if (!model.ok()) return ToGrpc(model.status());
     StatusOr<InferRequest> decoded = Decode(*request, *regions_);
-    Status checked = decoded.ok() ? CheckOutputRequests(**model, *request, *decoded, *regions_)
-                                  : decoded.status();
-    if (!checked.ok()) {
+    StatusOr<OutputSlices> outputs =
+        decoded.ok() ? CheckOutputRequests(**model, *request, *decoded, *regions_)
+                     : StatusOr<OutputSlices>(decoded.status());
+    if (!outputs.ok()) {
       (*model)->RecordFailure(arrival);
-      return ToGrpc(checked);
+      return ToGrpc(outputs.status());
     }
     decoded->arrival = arrival;
     decoded->client_deadline = ClientDeadline(*context);
@@ -289,7 +290,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
     StatusOr<InferResult> result =
         InferAndWait(*model, std::move(*decoded), [context] { return context->IsCancelled(); });
     if (!result.ok()) return ToGrpc(result.status());
-    StatusOr<ModelInferResponse> encoded = Encode(**model, *request, *result, *regions_);
+    StatusOr<ModelInferResponse> encoded = Encode(**model, *request, *result, *outputs);
     if (!encoded.ok()) return ToGrpc(encoded.status());
     *response = std::move(*encoded);
     return grpc::Status::OK;
@@ -319,11 +320,12 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
         continue;
       }
       StatusOr<InferRequest> decoded = Decode(*request, *regions_);
-      Status checked = decoded.ok() ? CheckOutputRequests(**model, *request, *decoded, *regions_)
-                                    : decoded.status();
-      if (!checked.ok()) {
+      StatusOr<OutputSlices> outputs =
+          decoded.ok() ? CheckOutputRequests(**model, *request, *decoded, *regions_)
+                       : StatusOr<OutputSlices>(decoded.status());
+      if (!outputs.ok()) {
         (*model)->RecordFailure(arrival);
-        refuse(*request, checked);
+        refuse(*request, outputs.status());
         continue;
       }
       decoded->arrival = arrival;
@@ -332,10 +334,11 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       decoded->cancelled = answers.gone();
       ServedModel* m = *model;
       std::shared_ptr<StreamAnswers::Expected> expected = answers.Expect();
-      InferDone done = [m, request, expected, regions = regions_](StatusOr<InferResult> result) {
+      InferDone done = [m, request, expected,
+                        slices = std::move(*outputs)](StatusOr<InferResult> result) {
         inference::ModelStreamInferResponse r;
         StatusOr<ModelInferResponse> encoded = result.ok()
-                                                   ? Encode(*m, *request, *result, *regions)
+                                                   ? Encode(*m, *request, *result, slices)
                                                    : StatusOr<ModelInferResponse>(result.status());
         if (encoded.ok()) {
           *r.mutable_infer_response() = std::move(*encoded);

@@ -275,11 +275,14 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
     outputs.binary.assign(names->size(), outputs.default_binary);
     outputs.regions.assign(names->size(), std::nullopt);
   }
+  // Held from here until the answer is written (see CheckOutputRegion).
+  std::vector<std::optional<SharedMemorySlice>> slices(names->size());
   for (size_t i = 0; i < names->size(); ++i) {
     if (!outputs.regions[i]) continue;
-    Status s =
+    StatusOr<SharedMemorySlice> slice =
         CheckOutputRegion(regions, *model, (*names)[i], *outputs.regions[i], BatchOf(*decoded));
-    if (!s.ok()) return fail(s);
+    if (!slice.ok()) return fail(slice.status());
+    slices[i] = std::move(*slice);
   }
   decoded->arrival = arrival;
   StatusOr<InferResult> result = InferAndWait(model, std::move(*decoded));
@@ -293,8 +296,8 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
   for (size_t i = 0; i < names->size(); ++i) {
     const Tensor& t = OutputOf(*result, (*names)[i]);
     json o = {{"name", (*names)[i]}, {"datatype", ProtocolName(t.dtype())}, {"shape", t.shape()}};
-    if (const auto& ref = outputs.regions[i]) {
-      Status written = OutputToSharedMemory(regions, *ref, (*names)[i], t);
+    if (slices[i]) {
+      Status written = OutputToSharedMemory(*slices[i], (*names)[i], t);
       // No "parameters": Triton's C++ client reads binary_data_size from any it finds.
       if (!written.ok()) return Reply(res, written);
     } else if (outputs.binary[i]) {

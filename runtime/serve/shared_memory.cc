@@ -15,35 +15,60 @@ namespace parnet::serve {
 namespace {
 
 // The mappings the SIGBUS handler may repair. A handler can take no lock, so each mapping
-// claims a slot of a fixed table; the handler only reads it.
+// claims a slot of a fixed table, which the handler only reads: a sequence lock (`version` odd
+// while the range changes) keeps it from pairing one mapping's begin with another's end.
 struct GuardSlot {
   std::atomic<bool> used{false};
-  std::atomic<uintptr_t> begin{0}, end{0};  // [begin, end): empty while either is 0
+  std::atomic<uint64_t> version{0};
+  std::atomic<uintptr_t> begin{0}, end{0};  // [begin, end); empty when begin == end
   std::atomic<bool> truncated{false};
+
+  void SetRange(uintptr_t b, uintptr_t e) {
+    version.fetch_add(1, std::memory_order_acq_rel);  // odd: changing
+    begin.store(b, std::memory_order_release);
+    end.store(e, std::memory_order_release);
+    version.fetch_add(1, std::memory_order_acq_rel);  // even: stable
+  }
+  // Whether `addr` lies in the range, read consistently; `*end_out` gets its end.
+  bool Holds(uintptr_t addr, uintptr_t* end_out) const {
+    const uint64_t before = version.load(std::memory_order_acquire);
+    if (before % 2 != 0) return false;
+    const uintptr_t b = begin.load(std::memory_order_acquire);
+    const uintptr_t e = end.load(std::memory_order_acquire);
+    if (version.load(std::memory_order_acquire) != before) return false;
+    *end_out = e;
+    return b <= addr && addr < e;
+  }
 };
 constexpr size_t kGuardSlots = 1024;
 std::array<GuardSlot, kGuardSlots> g_slots;
 struct sigaction g_previous_sigbus;
 uintptr_t g_page = 4096;
 
-// A read or write past the end of a shrunk object: the rest of that mapping becomes private
-// zero pages, so the access completes; the slot records it for SharedMemorySlice::Ok(). Faults
-// elsewhere get the previous disposition back and fault again.
+// A read or write past the end of a shrunk object (a fault, si_code > 0, inside a registered
+// mapping): the rest of that mapping becomes private zero pages, so the access completes, and
+// the slot records it for SharedMemorySlice::Ok(). Any other SIGBUS goes to the disposition
+// that was there before (re-raised: blocked until this handler returns, then delivered).
 void OnSigbus(int, siginfo_t* info, void*) {
-  const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
-  for (GuardSlot& s : g_slots) {
-    const uintptr_t begin = s.begin.load(std::memory_order_acquire);
-    const uintptr_t end = s.end.load(std::memory_order_acquire);
-    if (begin == 0 || end == 0 || addr < begin || addr >= end) continue;
-    const uintptr_t page = addr & ~(g_page - 1);
-    void* replaced = mmap(reinterpret_cast<void*>(page), end - page, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-    if (replaced != MAP_FAILED) {
-      s.truncated.store(true, std::memory_order_release);
-      return;
+  const int saved_errno = errno;
+  if (info != nullptr && info->si_code > 0) {
+    const auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
+    for (GuardSlot& s : g_slots) {
+      uintptr_t end = 0;
+      if (!s.Holds(addr, &end)) continue;
+      const uintptr_t page = addr & ~(g_page - 1);
+      void* replaced = mmap(reinterpret_cast<void*>(page), end - page, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      if (replaced != MAP_FAILED) {
+        s.truncated.store(true, std::memory_order_release);
+        errno = saved_errno;
+        return;
+      }
     }
   }
   sigaction(SIGBUS, &g_previous_sigbus, nullptr);
+  raise(SIGBUS);
+  errno = saved_errno;
 }
 
 std::string Quoted(const std::string& s) { return "'" + s + "'"; }
@@ -62,30 +87,40 @@ void InstallTruncationGuard() {
   (void)installed;
 }
 
-struct SharedMemoryRegions::Mapping {
+struct SharedMemoryMapping {
   SharedMemoryRegionInfo info;
+  int fd = -1;  // kept open: Ok() asks it whether the object still covers the region
   void* base = MAP_FAILED;
   size_t length = 0;
   std::byte* data = nullptr;  // base + the offset's distance from its page start
   GuardSlot* slot = nullptr;
 
-  ~Mapping() {
+  ~SharedMemoryMapping() {
     if (slot != nullptr) {
-      slot->end.store(0, std::memory_order_release);
-      slot->begin.store(0, std::memory_order_release);
+      slot->SetRange(0, 0);
       slot->truncated.store(false);
       slot->used.store(false, std::memory_order_release);
     }
     if (base != MAP_FAILED) munmap(base, length);
+    if (fd >= 0) close(fd);
+  }
+
+  // Whether the object was shrunk below the region: a fault the handler repaired, or a size
+  // that no longer covers it (a shrink to inside the last page faults nowhere: the kernel zeros
+  // that page's tail).
+  bool Shrunk() const {
+    if (slot->truncated.load(std::memory_order_acquire)) return true;
+    struct stat st {};
+    return fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < info.offset + info.byte_size;
   }
 };
 
 Status SharedMemorySlice::Ok(const std::string& what) const {
-  if (truncated == nullptr || !truncated->load(std::memory_order_acquire)) return Status::Ok();
+  if (mapping == nullptr || !mapping->Shrunk()) return Status::Ok();
   return InvalidArgument(what + ": shared memory region " + Quoted(region) +
                          " was shrunk by its owner while registered, so part of it read as "
-                         "zeros; recreate the object at its registered size and register the "
-                         "region again");
+                         "zeros or took no writes; recreate the object at its registered size "
+                         "and register the region again");
 }
 
 Status SharedMemoryRegions::Register(const std::string& name, const std::string& key,
@@ -114,19 +149,22 @@ Status SharedMemoryRegions::Register(const std::string& name, const std::string&
     }
   }
   InstallTruncationGuard();
-  auto mapping = std::make_shared<Mapping>();
+  auto mapping = std::make_shared<SharedMemoryMapping>();
   mapping->info = {name, key, offset, byte_size};
-  const int fd = shm_open(key.c_str(), O_RDWR, 0);
+  const int fd = shm_open(key.c_str(), O_RDWR | O_CLOEXEC, 0);
+  mapping->fd = fd;
   if (fd < 0) {
     return InvalidArgument("registering " + region + ": cannot open shared memory object " +
                            Quoted(key) + " (" + std::strerror(errno) +
                            "); create it first (shm_open) with the key the client registers");
   }
   struct stat st {};
-  const bool stat_ok = fstat(fd, &st) == 0;
-  const uint64_t object_bytes = stat_ok ? static_cast<uint64_t>(st.st_size) : 0;
-  if (!stat_ok || offset > object_bytes || byte_size > object_bytes - offset) {
-    close(fd);
+  if (fstat(fd, &st) != 0) {
+    return InvalidArgument("registering " + region + ": cannot stat object " + Quoted(key) + " (" +
+                           std::strerror(errno) + ")");
+  }
+  const auto object_bytes = static_cast<uint64_t>(st.st_size);
+  if (offset > object_bytes || byte_size > object_bytes - offset) {
     return InvalidArgument("registering " + region + ": offset " + std::to_string(offset) +
                            " + byte_size " + std::to_string(byte_size) + " exceeds the " +
                            std::to_string(object_bytes) + " bytes of object " + Quoted(key));
@@ -135,11 +173,9 @@ Status SharedMemoryRegions::Register(const std::string& name, const std::string&
   mapping->length = static_cast<size_t>(byte_size + (offset - page_start));
   mapping->base = mmap(nullptr, mapping->length, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
                        static_cast<off_t>(page_start));
-  const int map_errno = errno;
-  close(fd);
   if (mapping->base == MAP_FAILED) {
     return InvalidArgument("registering " + region + ": cannot map object " + Quoted(key) + " (" +
-                           std::strerror(map_errno) + ")");
+                           std::strerror(errno) + ")");
   }
   mapping->data = static_cast<std::byte*>(mapping->base) + (offset - page_start);
   for (GuardSlot& s : g_slots) {
@@ -155,8 +191,7 @@ Status SharedMemoryRegions::Register(const std::string& name, const std::string&
                       " regions are mapped already; unregister some first");
   }
   const auto begin = reinterpret_cast<uintptr_t>(mapping->base);
-  mapping->slot->begin.store(begin, std::memory_order_release);  // before end: never [0, end)
-  mapping->slot->end.store(begin + mapping->length, std::memory_order_release);
+  mapping->slot->SetRange(begin, begin + mapping->length);
   std::lock_guard<std::mutex> lock(mu_);
   if (!regions_.emplace(name, mapping).second) {
     return Status(StatusCode::kAlreadyExists,
@@ -191,7 +226,7 @@ StatusOr<std::vector<SharedMemoryRegionInfo>> SharedMemoryRegions::List(
 
 StatusOr<SharedMemorySlice> SharedMemoryRegions::Slice(const SharedMemoryRef& ref,
                                                        const std::string& what) const {
-  std::shared_ptr<Mapping> mapping;
+  std::shared_ptr<SharedMemoryMapping> mapping;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = regions_.find(ref.region);
@@ -199,8 +234,9 @@ StatusOr<SharedMemorySlice> SharedMemoryRegions::Slice(const SharedMemoryRef& re
   }
   if (!mapping) {
     return InvalidArgument(what + ": shared memory region " + Quoted(ref.region) +
-                           " is not registered; register it (SystemSharedMemoryRegister) "
-                           "before sending requests that use it");
+                           " is not registered; register it (gRPC SystemSharedMemoryRegister, "
+                           "HTTP POST /v2/systemsharedmemory/region/<name>/register) before "
+                           "sending requests that use it");
   }
   const uint64_t size = mapping->info.byte_size;
   if (ref.offset > size || ref.byte_size > size - ref.offset) {
@@ -213,8 +249,7 @@ StatusOr<SharedMemorySlice> SharedMemoryRegions::Slice(const SharedMemoryRef& re
   slice.data = mapping->data + ref.offset;
   slice.bytes = static_cast<size_t>(ref.byte_size);
   slice.region = ref.region;
-  slice.truncated = &mapping->slot->truncated;
-  slice.keep = std::move(mapping);
+  slice.mapping = std::move(mapping);
   return slice;
 }
 

@@ -9,12 +9,12 @@
 // reach. A region stays mapped while a request that uses it is in flight, even once it is
 // unregistered. An owner that shrinks the object under a registered region would make the
 // server's next access a SIGBUS: the server's handler (InstallTruncationGuard) maps zeros over
-// the missing pages instead, and the requests touching the region fail with an error saying so.
+// the missing pages instead, and the requests touching the region fail with an error saying so
+// (SharedMemorySlice::Ok also compares the object's size with the region's).
 //
 // Thread-safe.
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -42,14 +42,16 @@ struct SharedMemoryRef {
   uint64_t byte_size = 0;
 };
 
-// Bytes of a region; `keep` holds the mapping. Ok() says whether every access so far found the
-// region whole (an error naming `what` when its owner shrank the object while it was mapped).
+struct SharedMemoryMapping;  // shared_memory.cc
+
+// Bytes of a region; `mapping` keeps them mapped. Ok() says whether the region is still whole (an
+// error naming `what` when its owner shrank the object under it, so that reads found zeros and
+// writes were lost).
 struct SharedMemorySlice {
   std::byte* data = nullptr;
   size_t bytes = 0;
   std::string region;
-  std::shared_ptr<const void> keep;
-  const std::atomic<bool>* truncated = nullptr;  // lives as long as `keep`
+  std::shared_ptr<const SharedMemoryMapping> mapping;
   Status Ok(const std::string& what) const;
 };
 
@@ -72,10 +74,9 @@ class SharedMemoryRegions {
   StatusOr<SharedMemorySlice> Slice(const SharedMemoryRef& ref, const std::string& what) const;
 
  private:
-  struct Mapping;
   const bool allowed_;
   mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Mapping>> regions_;
+  std::map<std::string, std::shared_ptr<SharedMemoryMapping>> regions_;
 };
 
 // Installs the SIGBUS handler that keeps a shrunk shared memory object from killing the server

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -96,15 +97,17 @@ TEST(SharedMemoryTest, ASliceKeepsItsRegionMappedAfterUnregister) {
   EXPECT_TRUE(slice.Ok("input 'x'").ok());
 }
 
+const size_t kPage = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+
 TEST(SharedMemoryTest, AnObjectShrunkUnderItsRegionReadsZerosAndIsReported) {
-  ShmObject object(4 * 4096);
+  ShmObject object(4 * kPage);
   SharedMemoryRegions regions(true);
-  ASSERT_TRUE(regions.Register("r", object.key(), 0, 4 * 4096).ok());
-  SharedMemorySlice slice = regions.Slice({"r", 0, 4 * 4096}, "input 'x'").value();
-  EXPECT_EQ(static_cast<unsigned char>(slice.data[3 * 4096]), (3 * 4096) % 251 + 1);
-  object.Shrink(4096);
+  ASSERT_TRUE(regions.Register("r", object.key(), 0, 4 * kPage).ok());
+  SharedMemorySlice slice = regions.Slice({"r", 0, 4 * kPage}, "input 'x'").value();
+  EXPECT_EQ(static_cast<unsigned char>(slice.data[3 * kPage]), (3 * kPage) % 251 + 1);
+  object.Shrink(kPage);
   // Past the new end of the object: without the guard this read is a SIGBUS.
-  volatile std::byte* past = slice.data + 2 * 4096 + 7;
+  volatile std::byte* past = slice.data + 2 * kPage + 7;
   EXPECT_EQ(static_cast<int>(*past), 0);
   Status s = slice.Ok("input 'x'");
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
@@ -112,7 +115,25 @@ TEST(SharedMemoryTest, AnObjectShrunkUnderItsRegionReadsZerosAndIsReported) {
       << s.message();
   // The pages still inside the object are untouched; writes past the end go nowhere.
   EXPECT_EQ(static_cast<unsigned char>(slice.data[100]), 100 % 251 + 1);
-  slice.data[3 * 4096] = std::byte{9};
+  slice.data[3 * kPage] = std::byte{9};
+}
+
+TEST(SharedMemoryTest, AShrinkInsideTheLastPageIsReportedThoughNothingFaults) {
+  ShmObject object(2 * kPage);
+  SharedMemoryRegions regions(true);
+  ASSERT_TRUE(regions.Register("r", object.key(), 0, 2 * kPage).ok());
+  SharedMemorySlice slice = regions.Slice({"r", 0, 2 * kPage}, "output 'y'").value();
+  EXPECT_TRUE(slice.Ok("output 'y'").ok());
+  object.Shrink(kPage + 100);  // the kernel keeps the second page mapped, its tail zeroed
+  EXPECT_EQ(static_cast<int>(slice.data[kPage + 200]), 0);
+  EXPECT_EQ(slice.Ok("output 'y'").code(), StatusCode::kInvalidArgument);
+}
+
+TEST(SharedMemoryTest, ASigbusOutsideEveryRegionStillKillsTheProcess) {
+  ShmObject object(kPage);
+  SharedMemoryRegions regions(true);
+  ASSERT_TRUE(regions.Register("r", object.key(), 0, kPage).ok());  // installs the handler
+  EXPECT_DEATH(raise(SIGBUS), "");
 }
 
 }  // namespace

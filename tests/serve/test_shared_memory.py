@@ -195,22 +195,39 @@ def test_misused_regions_get_a_code_and_a_message(shm_server, regions, fmnist_ba
     assert shm_server.alive()
 
 
-def test_an_unregistered_region_stays_mapped_for_the_request_in_flight(
-        shm_server, regions, fmnist_batch, fmnist_reference):
-    """fmnist-slowbatch waits up to 3 s to fill a batch of 4: the region is unregistered, and its
-    object unlinked, while the request waits; it still reads the client's data."""
-    key, handle = regions.make("flight", 4 * 1024, fmnist_batch[:1])
+def test_regions_stay_with_the_request_in_flight(shm_server, regions, fmnist_batch,
+                                                 fmnist_reference):
+    """fmnist-slowbatch waits up to 3 s to fill a batch of 4. Meanwhile the client unregisters
+    both regions, unlinks the input's object and registers the output's name again for another
+    object: the request still reads its input and writes its output where they were when it was
+    sent."""
+    in_key, _ = regions.make("flight-in", 4 * 1024, fmnist_batch[:1])
+    out_key, out_handle = regions.make("flight-out", 40)
+    other_key, other_handle = regions.make("flight-other", 40, np.zeros(10, np.float32))
     client = grpcclient.InferenceServerClient(shm_server.grpc_url)
-    client.register_system_shared_memory("flight", key, 4 * 1024)
+    client.register_system_shared_memory("flight-in", in_key, 4 * 1024)
+    client.register_system_shared_memory("flight-out", out_key, 40)
     inp = grpcclient.InferInput("input", [1, 1, 32, 32], "FP32")
-    inp.set_shared_memory("flight", 4 * 1024)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        future = pool.submit(client.infer, "fmnist-slowbatch", [inp])
-        time.sleep(0.5)
-        client.unregister_system_shared_memory("flight")
-        assert not future.done(), "the batch should still be waiting for its queue delay"
-        result = future.result(timeout=30)
-    assert_logits_close(result.as_numpy("logits"), fmnist_reference[:1])
+    inp.set_shared_memory("flight-in", 4 * 1024)
+    out = grpcclient.InferRequestedOutput("logits")
+    out.set_shared_memory("flight-out", 40)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            future = pool.submit(client.infer, "fmnist-slowbatch", [inp], outputs=[out])
+            time.sleep(0.5)
+            client.unregister_system_shared_memory()
+            os.unlink("/dev/shm/" + in_key.lstrip("/"))
+            client.register_system_shared_memory("flight-out", other_key, 40)
+            assert not future.done(), "the batch should still be waiting for its queue delay"
+            future.result(timeout=30)
+        got = shm.get_contents_as_numpy(out_handle, np.float32, [1, 10])
+        assert_logits_close(got, fmnist_reference[:1])
+        assert not shm.get_contents_as_numpy(other_handle, np.float32, [10]).any()
+    finally:
+        client.unregister_system_shared_memory()
+        # The fixture destroys the region; recreate the object it expects to unlink.
+        if not os.path.exists("/dev/shm/" + in_key.lstrip("/")):
+            open("/dev/shm/" + in_key.lstrip("/"), "wb").close()
 
 
 def test_a_shrunk_region_fails_the_request_not_the_server(shm_server, regions, fmnist_batch):
