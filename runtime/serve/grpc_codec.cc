@@ -5,6 +5,7 @@
 #include <map>
 #include <optional>
 
+#include "runtime/serve/classification.h"
 #include "runtime/serve/datatype.h"
 #include "runtime/serve/frontend.h"
 
@@ -146,6 +147,15 @@ StatusOr<std::optional<SharedMemoryRef>> RefOf(const Parameters& params, const s
   return SharedMemoryRefOf(what, region, offset, size);
 }
 
+// The class count an output is requested with (the classification extension); 0: none.
+StatusOr<int64_t> ClassCountOf(const Parameters& params, const std::string& what) {
+  int64_t value = 0;
+  ASSIGN_OR_RETURN(const int64_t* count, IntParameter(params, "classification", what, &value));
+  if (count == nullptr) return int64_t{0};
+  RETURN_IF_ERROR(CheckClassCount(what, *count));
+  return *count;
+}
+
 bool HasTypedField(DType d) {
   return d == DType::kFloat32 || d == DType::kFloat64 || d == DType::kInt64 || d == DType::kInt32;
 }
@@ -227,9 +237,12 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
   for (const auto& in : req.inputs()) typed_request = typed_request || HasTypedContents(in);
   bool raw = req.raw_input_contents_size() > 0 || !typed_request ||
              WantsBinary(req.parameters(), "binary_data_output");
+  std::map<std::string, int64_t> class_counts;
   for (const auto& out : req.outputs()) {
     requested.push_back(out.name());
     raw = raw || WantsBinary(out.parameters(), "binary_data");
+    ASSIGN_OR_RETURN(int64_t count, ClassCountOf(out.parameters(), "output '" + out.name() + "'"));
+    if (count > 0) class_counts[out.name()] = count;
   }
   ASSIGN_OR_RETURN(std::vector<std::string> names, SelectOutputs(model, requested));
   for (const auto& name : names) raw = raw || !HasTypedField(OutputOf(result, name).dtype());
@@ -243,6 +256,19 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
     const Tensor& t = OutputOf(result, name);
     auto* out = response.add_outputs();
     out->set_name(name);
+    if (auto count = class_counts.find(name); count != class_counts.end()) {
+      ASSIGN_OR_RETURN(Classes classes,
+                       Classify("output '" + name + "'", t, count->second,
+                                model.config().max_batch_size() > 0, model.labels()));
+      out->set_datatype("BYTES");
+      for (int64_t d : classes.shape) out->add_shape(d);
+      if (raw) {
+        response.add_raw_output_contents(SerializeBytes(classes.values));
+      } else {
+        for (auto& v : classes.values) out->mutable_contents()->add_bytes_contents(std::move(v));
+      }
+      continue;
+    }
     out->set_datatype(ProtocolName(t.dtype()));
     for (int64_t d : t.shape()) out->add_shape(d);
     if (auto slice = in_region.find(name); slice != in_region.end()) {
@@ -264,19 +290,19 @@ StatusOr<OutputSlices> CheckOutputRequests(const ServedModel& model, const Model
                                            const InferRequest& decoded,
                                            const SharedMemoryRegions& regions) {
   std::vector<std::string> requested;
-  for (const auto& out : req.outputs()) {
-    if (out.parameters().count("classification")) {
-      return Unimplemented("output '" + out.name() + "': the classification extension is not " +
-                           "supported; request the logits and take the top-k on the client");
-    }
-    requested.push_back(out.name());
-  }
+  for (const auto& out : req.outputs()) requested.push_back(out.name());
   RETURN_IF_ERROR(SelectOutputs(model, requested).status());
   OutputSlices slices;
   for (const auto& out : req.outputs()) {
-    ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> ref,
-                     RefOf(out.parameters(), "output '" + out.name() + "'"));
+    const std::string what = "output '" + out.name() + "'";
+    ASSIGN_OR_RETURN(int64_t classes, ClassCountOf(out.parameters(), what));
+    ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> ref, RefOf(out.parameters(), what));
     if (!ref) continue;
+    if (classes > 0) {
+      return InvalidArgument(what +
+                             " asks for classification into shared memory; parnet "
+                             "returns classes in the response only: drop one of the two");
+    }
     ASSIGN_OR_RETURN(slices[out.name()],
                      CheckOutputRegion(regions, model, out.name(), *ref, BatchOf(decoded)));
   }

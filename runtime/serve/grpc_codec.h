@@ -24,8 +24,9 @@ StatusOr<InferRequest> Decode(const inference::ModelInferRequest& req,
 // until the answer is written.
 using OutputSlices = std::map<std::string, SharedMemorySlice>;
 
-// Refuses a requested output that `model` lacks, the classification extension, and an output
-// requested into shared memory that is not registered or too small (`decoded`: the request).
+// Refuses a requested output that `model` lacks, a class count below 1 (the classification
+// extension), and an output requested into shared memory that is not registered or too small
+// (`decoded`: the request).
 // Returns the outputs' slices for Encode.
 StatusOr<OutputSlices> CheckOutputRequests(const ServedModel& model,
                                            const inference::ModelInferRequest& req,
@@ -35,7 +36,7 @@ StatusOr<OutputSlices> CheckOutputRequests(const ServedModel& model,
 // The response for `result`: the selected outputs, typed only when the request sent typed
 // contents and asked for no "binary_data" (Triton's clients read raw outputs only), and never for
 // a datatype without a typed field (FP16, BF16). Outputs in `in_region` are written there and
-// carry no data.
+// carry no data; outputs requested with "classification" come back as BYTES classes.
 StatusOr<inference::ModelInferResponse> Encode(const ServedModel& model,
                                                const inference::ModelInferRequest& req,
                                                const InferResult& result,

@@ -10,8 +10,10 @@
 #include <optional>
 #include <thread>
 
+#include "runtime/serve/classification.h"
 #include "runtime/serve/datatype.h"
 #include "runtime/serve/frontend.h"
+#include "runtime/serve/http_json.h"
 #include "runtime/serve/http_reply.h"
 #include "runtime/serve/http_shared_memory.h"
 #include "runtime/serve/model_config.h"
@@ -24,76 +26,6 @@ constexpr size_t kKeepAliveRequests = 100;
 
 using json = nlohmann::json;
 constexpr const char* kHeaderLength = "Inference-Header-Content-Length";
-
-// Flattens nested JSON arrays (the protocol allows both forms) into `out`.
-void Flatten(const json& j, std::vector<const json*>* out) {
-  if (j.is_array()) {
-    for (const auto& v : j) Flatten(v, out);
-  } else {
-    out->push_back(&j);
-  }
-}
-
-template <typename T>
-Status FillFromJson(const std::vector<const json*>& values, const std::string& name, Tensor* t) {
-  T* dst = static_cast<T*>(t->raw_data());
-  for (size_t i = 0; i < values.size(); ++i) {
-    const json& v = *values[i];
-    if (!(v.is_number() || v.is_boolean())) {
-      return InvalidArgument("input '" + name + "': data element " + std::to_string(i) +
-                             " is " + v.type_name() + ", not a number");
-    }
-    dst[i] = v.get<T>();
-  }
-  return Status::Ok();
-}
-
-StatusOr<Tensor> TensorFromJson(const json& data, const std::string& name, DType dtype,
-                                const Shape& shape) {
-  std::vector<const json*> values;
-  Flatten(data, &values);
-  if (static_cast<int64_t>(values.size()) != NumElements(shape)) {
-    return InvalidArgument("input '" + name + "': data holds " + std::to_string(values.size()) +
-                           " values, but " + ProtocolName(dtype) + ShapeToString(shape) +
-                           " needs " + std::to_string(NumElements(shape)));
-  }
-  if (dtype == DType::kFloat16 || dtype == DType::kBFloat16) {
-    Tensor f32(DType::kFloat32, shape);
-    RETURN_IF_ERROR(FillFromJson<float>(values, name, &f32));
-    return ConvertTo(f32, dtype);
-  }
-  Tensor t(dtype, shape);
-  switch (dtype) {
-    case DType::kFloat32: RETURN_IF_ERROR(FillFromJson<float>(values, name, &t)); break;
-    case DType::kFloat64: RETURN_IF_ERROR(FillFromJson<double>(values, name, &t)); break;
-    case DType::kInt64: RETURN_IF_ERROR(FillFromJson<int64_t>(values, name, &t)); break;
-    case DType::kInt32: RETURN_IF_ERROR(FillFromJson<int32_t>(values, name, &t)); break;
-    case DType::kInt16: RETURN_IF_ERROR(FillFromJson<int16_t>(values, name, &t)); break;
-    case DType::kInt8: RETURN_IF_ERROR(FillFromJson<int8_t>(values, name, &t)); break;
-    case DType::kUInt64: RETURN_IF_ERROR(FillFromJson<uint64_t>(values, name, &t)); break;
-    case DType::kUInt32: RETURN_IF_ERROR(FillFromJson<uint32_t>(values, name, &t)); break;
-    case DType::kUInt16: RETURN_IF_ERROR(FillFromJson<uint16_t>(values, name, &t)); break;
-    case DType::kUInt8: RETURN_IF_ERROR(FillFromJson<uint8_t>(values, name, &t)); break;
-    case DType::kBool: RETURN_IF_ERROR(FillFromJson<bool>(values, name, &t)); break;
-    default:
-      return InvalidArgument("input '" + name + "': datatype " + ProtocolName(dtype) +
-                             " cannot travel as JSON data");
-  }
-  return t;
-}
-
-json TensorToJson(const Tensor& t) {
-  const Tensor f = (t.dtype() == DType::kFloat16 || t.dtype() == DType::kBFloat16)
-                       ? ConvertTo(t, DType::kFloat32)
-                       : t;
-  switch (f.dtype()) {
-    case DType::kFloat32: return json(std::vector<float>(f.values<float>().begin(), f.values<float>().end()));
-    case DType::kFloat64: return json(std::vector<double>(f.values<double>().begin(), f.values<double>().end()));
-    case DType::kInt64: return json(std::vector<int64_t>(f.values<int64_t>().begin(), f.values<int64_t>().end()));
-    case DType::kInt32: return json(std::vector<int32_t>(f.values<int32_t>().begin(), f.values<int32_t>().end()));
-    default: return json::array();
-  }
-}
 
 // A JSON member of the expected kind, or an INVALID_ARGUMENT naming it.
 StatusOr<const json*> Member(const json& object, const char* key, json::value_t kind,
@@ -116,6 +48,7 @@ struct HttpRequestOutputs {
   std::vector<std::string> names;
   std::vector<bool> binary;
   std::vector<std::optional<SharedMemoryRef>> regions;  // where each goes instead of the body
+  std::vector<int64_t> classes;  // the classification extension's class count; 0: scores
   bool default_binary = false;
 };
 
@@ -219,19 +152,29 @@ StatusOr<InferRequest> DecodeInfer(const std::string& body, size_t header_length
       }
       bool binary = outputs->default_binary;
       std::optional<SharedMemoryRef> ref;
+      int64_t classes = 0;
       if (auto p = o.find("parameters"); p != o.end() && p->is_object()) {
         ASSIGN_OR_RETURN(
             ref, SharedMemoryRefOfJson(&*p, "output '" + o["name"].get<std::string>() + "'"));
-        if (p->contains("classification")) {
-          return Unimplemented("output '" + o["name"].get<std::string>() +
-                               "': the classification extension is not supported; request the "
-                               "logits and take the top-k on the client");
+        if (auto c = p->find("classification"); c != p->end()) {
+          const std::string what = "output '" + o["name"].get<std::string>() + "'";
+          if (!c->is_number_integer()) {
+            return InvalidArgument(what + ": parameter classification must be an integer");
+          }
+          classes = c->get<int64_t>();
+          RETURN_IF_ERROR(CheckClassCount(what, classes));
+          if (ref) {
+            return InvalidArgument(what +
+                                   " asks for classification into shared memory; parnet "
+                                   "returns classes in the response only: drop one of the two");
+          }
         }
         if (auto b = p->find("binary_data"); b != p->end() && b->is_boolean()) binary = *b;
       }
       outputs->names.push_back(o["name"]);
       outputs->binary.push_back(binary);
       outputs->regions.push_back(std::move(ref));
+      outputs->classes.push_back(classes);
     }
   }
   return out;
@@ -274,6 +217,7 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
   if (outputs.names.empty()) {
     outputs.binary.assign(names->size(), outputs.default_binary);
     outputs.regions.assign(names->size(), std::nullopt);
+    outputs.classes.assign(names->size(), 0);
   }
   // Held from here until the answer is written (see CheckOutputRegion).
   std::vector<std::optional<SharedMemorySlice>> slices(names->size());
@@ -296,7 +240,20 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
   for (size_t i = 0; i < names->size(); ++i) {
     const Tensor& t = OutputOf(*result, (*names)[i]);
     json o = {{"name", (*names)[i]}, {"datatype", ProtocolName(t.dtype())}, {"shape", t.shape()}};
-    if (slices[i]) {
+    if (outputs.classes[i] > 0) {
+      StatusOr<Classes> classes = Classify("output '" + (*names)[i] + "'", t, outputs.classes[i],
+                                           model->config().max_batch_size() > 0, model->labels());
+      if (!classes.ok()) return Reply(res, classes.status());
+      o["datatype"] = "BYTES";
+      o["shape"] = classes->shape;
+      if (outputs.binary[i]) {
+        const std::string bytes = SerializeBytes(classes->values);
+        o["parameters"] = {{"binary_data_size", bytes.size()}};
+        binary += bytes;
+      } else {
+        o["data"] = classes->values;
+      }
+    } else if (slices[i]) {
       Status written = OutputToSharedMemory(*slices[i], (*names)[i], t);
       // No "parameters": Triton's C++ client reads binary_data_size from any it finds.
       if (!written.ok()) return Reply(res, written);

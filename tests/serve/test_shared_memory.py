@@ -171,6 +171,9 @@ def test_misused_regions_get_a_code_and_a_message(shm_server, regions, fmnist_ba
             (shm_request("r", n, out=("r", 16)), "more than its shared_memory_byte_size 16"),
             (shm_request("r", n, out=("nope", 320)), "region 'nope' is not registered"),
         ]
+        classified = shm_request("r", n, out=("r", 320))
+        classified.outputs[0].parameters["classification"].int64_param = 3
+        cases.append((classified, "classification into shared memory"))
         with_raw = shm_request("r", n)
         with_raw.raw_input_contents.append(fmnist_batch.tobytes())
         cases.append((with_raw, "raw_input_contents has 1 entries for 0 inputs"))
