@@ -12,7 +12,7 @@ namespace parnet::serve {
 
 std::vector<std::string> ServerExtensions(const SharedMemoryRegions& regions) {
   std::vector<std::string> out = {"model_configuration", "statistics", "binary_tensor_data",
-                                  "model_repository"};
+                                  "model_repository", "classification"};
   if (regions.allowed()) out.push_back("system_shared_memory");
   return out;
 }

@@ -272,10 +272,8 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
     out->set_datatype(ProtocolName(t.dtype()));
     for (int64_t d : t.shape()) out->add_shape(d);
     if (auto slice = in_region.find(name); slice != in_region.end()) {
+      // As Triton 2.51 answers: no parameters, an empty raw entry.
       RETURN_IF_ERROR(OutputToSharedMemory(slice->second, name, t));
-      auto& params = *out->mutable_parameters();
-      params["shared_memory_region"].set_string_param(slice->second.region);
-      params["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(t.num_bytes()));
       if (raw) response.add_raw_output_contents();
     } else if (raw) {
       response.add_raw_output_contents(static_cast<const char*>(t.raw_data()), t.num_bytes());

@@ -50,6 +50,11 @@ def test_top_classes_match_parnet_run(server, fmnist_batch, fmnist_reference, pr
     check_classes(result.as_numpy("logits"), fmnist_reference, 10)
 
 
+def test_the_server_lists_the_extension(server):
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    assert "classification" in client.get_server_metadata(as_json=True)["extensions"]
+
+
 def test_typed_grpc_request_gets_bytes_contents(server, fmnist_batch, fmnist_reference):
     req = service_pb2.ModelInferRequest(model_name=MODEL)
     t = req.inputs.add(name="input", datatype="FP32")

@@ -80,10 +80,10 @@ def test_tensors_in_shared_memory_match_parnet_run(shm_server, regions, fmnist_b
         result = client.infer(MODEL, [inp], outputs=[out], request_id="s1")
         # The data went to the region, not the message, which says where.
         output = result.get_output("logits")
+        # As Triton 2.51 answers (checked against it): gRPC keeps an empty raw entry.
         if protocol == "grpc":
             assert list(result.get_response().raw_output_contents) == [b""]
-            assert output.parameters["shared_memory_region"].string_param == "out"
-            assert output.parameters["shared_memory_byte_size"].int64_param == LOGITS_BYTES
+            assert list(output.shape) == [8, 10] and len(output.parameters) == 0
         else:
             assert output["shape"] == [8, 10] and "data" not in output
             assert "parameters" not in output
