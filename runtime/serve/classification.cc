@@ -13,6 +13,12 @@ Status CheckClassCount(const std::string& what, int64_t count) {
                          "; ask for the top N classes with N >= 1");
 }
 
+Status ClassesInSharedMemory(const std::string& what) {
+  return InvalidArgument(what +
+                         " asks for classification into shared memory; parnet returns classes "
+                         "in the response only: drop one of the two");
+}
+
 StatusOr<Classes> Classify(const std::string& what, const Tensor& scores, int64_t count,
                            bool batched, const std::vector<std::string>& labels) {
   RETURN_IF_ERROR(CheckClassCount(what, count));

@@ -20,6 +20,9 @@ struct Classes {
 // Checks a requested class count: an integer >= 1 (`what` names the output in errors).
 Status CheckClassCount(const std::string& what, int64_t count);
 
+// The refusal of an output requested both with a class count and into shared memory.
+Status ClassesInSharedMemory(const std::string& what);
+
 // The top `count` classes (clamped to a row's size) of each row of `scores`, a numeric tensor:
 // the batch rows (dimension 0) when `batched`, else the whole tensor as one row.
 StatusOr<Classes> Classify(const std::string& what, const Tensor& scores, int64_t count,

@@ -103,6 +103,15 @@ StatusOr<std::optional<SharedMemoryRef>> SharedMemoryRefOf(const std::string& wh
   return std::optional<SharedMemoryRef>(std::move(ref));
 }
 
+Tensor BorrowOrCopy(DType dtype, const Shape& shape, const void* data, size_t bytes) {
+  if (reinterpret_cast<uintptr_t>(data) % DTypeSize(dtype) == 0) {
+    return Tensor::Borrow(dtype, shape, const_cast<void*>(data));
+  }
+  Tensor t(dtype, shape);
+  std::memcpy(t.raw_data(), data, bytes);
+  return t;
+}
+
 StatusOr<Tensor> InputFromSharedMemory(const SharedMemoryRegions& regions,
                                        const SharedMemoryRef& ref, const std::string& name,
                                        DType dtype, const Shape& shape, size_t bytes,
@@ -114,13 +123,7 @@ StatusOr<Tensor> InputFromSharedMemory(const SharedMemoryRegions& regions,
                            std::to_string(bytes));
   }
   ASSIGN_OR_RETURN(SharedMemorySlice slice, regions.Slice(ref, what));
-  Tensor tensor;
-  if (reinterpret_cast<uintptr_t>(slice.data) % DTypeSize(dtype) == 0) {
-    tensor = Tensor::Borrow(dtype, shape, slice.data);
-  } else {
-    tensor = Tensor(dtype, shape);
-    std::memcpy(tensor.raw_data(), slice.data, bytes);
-  }
+  Tensor tensor = BorrowOrCopy(dtype, shape, slice.data, bytes);
   request->shared_inputs[name] = std::move(slice);
   return tensor;
 }

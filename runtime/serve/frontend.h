@@ -42,6 +42,10 @@ StatusOr<std::optional<SharedMemoryRef>> SharedMemoryRefOf(const std::string& wh
                                                            const int64_t* offset,
                                                            const int64_t* byte_size);
 
+// `bytes` of wire data as a `dtype` tensor of `shape`: borrowed when the address suits the element
+// type (the caller keeps the bytes alive as long as the tensor), else copied.
+Tensor BorrowOrCopy(DType dtype, const Shape& shape, const void* data, size_t bytes);
+
 // The input `name` read from the region `ref` names (borrowed, and kept mapped by
 // request->shared_inputs), after checking that `ref` holds exactly `bytes`, the size of
 // `dtype``shape`.

@@ -1,7 +1,6 @@
 #include "runtime/serve/grpc_codec.h"
 
 #include <cstdint>
-#include <cstring>
 #include <map>
 #include <optional>
 
@@ -209,13 +208,7 @@ StatusOr<InferRequest> Decode(const ModelInferRequest& req, const SharedMemoryRe
                                std::to_string(data.size()) + " bytes, but " + ProtocolName(dtype) +
                                ShapeToString(shape) + " needs " + std::to_string(bytes));
       }
-      const auto address = reinterpret_cast<uintptr_t>(data.data());
-      if (address % DTypeSize(dtype) == 0) {
-        tensor = Tensor::Borrow(dtype, shape, const_cast<char*>(data.data()));
-      } else {
-        tensor = Tensor(dtype, shape);
-        std::memcpy(tensor.raw_data(), data.data(), bytes);
-      }
+      tensor = BorrowOrCopy(dtype, shape, data.data(), bytes);
     } else {
       ASSIGN_OR_RETURN(tensor, DecodeTyped(in, dtype, shape));
     }
@@ -229,7 +222,7 @@ StatusOr<InferRequest> Decode(const ModelInferRequest& req, const SharedMemoryRe
 }
 
 StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRequest& req,
-                                    const InferResult& result, const OutputSlices& in_region) {
+                                    const InferResult& result, const OutputRequests& outputs) {
   std::vector<std::string> requested;
   // Typed outputs answer a request that sent typed contents; raw_input_contents or inputs in
   // shared memory get raw outputs, which is all Triton's clients read.
@@ -237,12 +230,9 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
   for (const auto& in : req.inputs()) typed_request = typed_request || HasTypedContents(in);
   bool raw = req.raw_input_contents_size() > 0 || !typed_request ||
              WantsBinary(req.parameters(), "binary_data_output");
-  std::map<std::string, int64_t> class_counts;
   for (const auto& out : req.outputs()) {
     requested.push_back(out.name());
     raw = raw || WantsBinary(out.parameters(), "binary_data");
-    ASSIGN_OR_RETURN(int64_t count, ClassCountOf(out.parameters(), "output '" + out.name() + "'"));
-    if (count > 0) class_counts[out.name()] = count;
   }
   ASSIGN_OR_RETURN(std::vector<std::string> names, SelectOutputs(model, requested));
   for (const auto& name : names) raw = raw || !HasTypedField(OutputOf(result, name).dtype());
@@ -256,7 +246,7 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
     const Tensor& t = OutputOf(result, name);
     auto* out = response.add_outputs();
     out->set_name(name);
-    if (auto count = class_counts.find(name); count != class_counts.end()) {
+    if (auto count = outputs.classes.find(name); count != outputs.classes.end()) {
       ASSIGN_OR_RETURN(Classes classes,
                        Classify("output '" + name + "'", t, count->second,
                                 model.config().max_batch_size() > 0, model.labels()));
@@ -271,7 +261,7 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
     }
     out->set_datatype(ProtocolName(t.dtype()));
     for (int64_t d : t.shape()) out->add_shape(d);
-    if (auto slice = in_region.find(name); slice != in_region.end()) {
+    if (auto slice = outputs.slices.find(name); slice != outputs.slices.end()) {
       // As Triton 2.51 answers: no parameters, an empty raw entry.
       RETURN_IF_ERROR(OutputToSharedMemory(slice->second, name, t));
       if (raw) response.add_raw_output_contents();
@@ -284,27 +274,25 @@ StatusOr<ModelInferResponse> Encode(const ServedModel& model, const ModelInferRe
   return response;
 }
 
-StatusOr<OutputSlices> CheckOutputRequests(const ServedModel& model, const ModelInferRequest& req,
-                                           const InferRequest& decoded,
-                                           const SharedMemoryRegions& regions) {
+StatusOr<OutputRequests> CheckOutputRequests(const ServedModel& model, const ModelInferRequest& req,
+                                             const InferRequest& decoded,
+                                             const SharedMemoryRegions& regions) {
   std::vector<std::string> requested;
   for (const auto& out : req.outputs()) requested.push_back(out.name());
   RETURN_IF_ERROR(SelectOutputs(model, requested).status());
-  OutputSlices slices;
+  OutputRequests outputs;
   for (const auto& out : req.outputs()) {
     const std::string what = "output '" + out.name() + "'";
     ASSIGN_OR_RETURN(int64_t classes, ClassCountOf(out.parameters(), what));
     ASSIGN_OR_RETURN(std::optional<SharedMemoryRef> ref, RefOf(out.parameters(), what));
-    if (!ref) continue;
-    if (classes > 0) {
-      return InvalidArgument(what +
-                             " asks for classification into shared memory; parnet "
-                             "returns classes in the response only: drop one of the two");
+    if (classes > 0 && ref) return ClassesInSharedMemory(what);
+    if (classes > 0) outputs.classes[out.name()] = classes;
+    if (ref) {
+      ASSIGN_OR_RETURN(outputs.slices[out.name()],
+                       CheckOutputRegion(regions, model, out.name(), *ref, BatchOf(decoded)));
     }
-    ASSIGN_OR_RETURN(slices[out.name()],
-                     CheckOutputRegion(regions, model, out.name(), *ref, BatchOf(decoded)));
   }
-  return slices;
+  return outputs;
 }
 
 }  // namespace parnet::serve

@@ -20,26 +20,30 @@ namespace parnet::serve {
 StatusOr<InferRequest> Decode(const inference::ModelInferRequest& req,
                               const SharedMemoryRegions& regions);
 
-// Outputs requested into shared memory, by name: the parts of their regions, held from the check
-// until the answer is written.
-using OutputSlices = std::map<std::string, SharedMemorySlice>;
+// How the request wants its outputs, as CheckOutputRequests found it, for Encode.
+struct OutputRequests {
+  // Outputs requested into shared memory, by name: the parts of their regions, held from the
+  // check until the answer is written.
+  std::map<std::string, SharedMemorySlice> slices;
+  // Outputs requested with a class count (the classification extension), by name.
+  std::map<std::string, int64_t> classes;
+};
 
 // Refuses a requested output that `model` lacks, a class count below 1 (the classification
 // extension), and an output requested into shared memory that is not registered or too small
 // (`decoded`: the request).
-// Returns the outputs' slices for Encode.
-StatusOr<OutputSlices> CheckOutputRequests(const ServedModel& model,
-                                           const inference::ModelInferRequest& req,
-                                           const InferRequest& decoded,
-                                           const SharedMemoryRegions& regions);
+StatusOr<OutputRequests> CheckOutputRequests(const ServedModel& model,
+                                             const inference::ModelInferRequest& req,
+                                             const InferRequest& decoded,
+                                             const SharedMemoryRegions& regions);
 
 // The response for `result`: the selected outputs, typed only when the request sent typed
 // contents and asked for no "binary_data" (Triton's clients read raw outputs only), and never for
-// a datatype without a typed field (FP16, BF16). Outputs in `in_region` are written there and
-// carry no data; outputs requested with "classification" come back as BYTES classes.
+// a datatype without a typed field (FP16, BF16). Outputs with a shared memory slice in `outputs`
+// are written there and carry no data; those with a class count come back as BYTES classes.
 StatusOr<inference::ModelInferResponse> Encode(const ServedModel& model,
                                                const inference::ModelInferRequest& req,
                                                const InferResult& result,
-                                               const OutputSlices& in_region);
+                                               const OutputRequests& outputs);
 
 }  // namespace parnet::serve

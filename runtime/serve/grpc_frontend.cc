@@ -277,9 +277,9 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
     StatusOr<ServedModel*> model = repo_->Find(request->model_name(), request->model_version());
     if (!model.ok()) return ToGrpc(model.status());
     StatusOr<InferRequest> decoded = Decode(*request, *regions_);
-    StatusOr<OutputSlices> outputs =
+    StatusOr<OutputRequests> outputs =
         decoded.ok() ? CheckOutputRequests(**model, *request, *decoded, *regions_)
-                     : StatusOr<OutputSlices>(decoded.status());
+                     : StatusOr<OutputRequests>(decoded.status());
     if (!outputs.ok()) {
       (*model)->RecordFailure(arrival);
       return ToGrpc(outputs.status());
@@ -320,9 +320,9 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
         continue;
       }
       StatusOr<InferRequest> decoded = Decode(*request, *regions_);
-      StatusOr<OutputSlices> outputs =
+      StatusOr<OutputRequests> outputs =
           decoded.ok() ? CheckOutputRequests(**model, *request, *decoded, *regions_)
-                       : StatusOr<OutputSlices>(decoded.status());
+                       : StatusOr<OutputRequests>(decoded.status());
       if (!outputs.ok()) {
         (*model)->RecordFailure(arrival);
         refuse(*request, outputs.status());
@@ -335,10 +335,10 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       ServedModel* m = *model;
       std::shared_ptr<StreamAnswers::Expected> expected = answers.Expect();
       InferDone done = [m, request, expected,
-                        slices = std::move(*outputs)](StatusOr<InferResult> result) {
+                        wanted = std::move(*outputs)](StatusOr<InferResult> result) {
         inference::ModelStreamInferResponse r;
         StatusOr<ModelInferResponse> encoded = result.ok()
-                                                   ? Encode(*m, *request, *result, slices)
+                                                   ? Encode(*m, *request, *result, wanted)
                                                    : StatusOr<ModelInferResponse>(result.status());
         if (encoded.ok()) {
           *r.mutable_infer_response() = std::move(*encoded);

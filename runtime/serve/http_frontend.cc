@@ -4,7 +4,7 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstring>
+#include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -123,13 +123,7 @@ StatusOr<InferRequest> DecodeInfer(const std::string& body, size_t header_length
                                " binary bytes after the JSON header, but the input needs " +
                                std::to_string(bytes) + "; check " + kHeaderLength);
       }
-      const char* data = body.data() + offset;
-      if (reinterpret_cast<uintptr_t>(data) % DTypeSize(dtype) == 0) {
-        tensor = Tensor::Borrow(dtype, shape, const_cast<char*>(data));
-      } else {
-        tensor = Tensor(dtype, shape);
-        std::memcpy(tensor.raw_data(), data, bytes);
-      }
+      tensor = BorrowOrCopy(dtype, shape, body.data() + offset, bytes);
       offset += bytes;
     } else if (has_data) {
       ASSIGN_OR_RETURN(tensor, TensorFromJson(in["data"], name, dtype, shape));
@@ -163,11 +157,7 @@ StatusOr<InferRequest> DecodeInfer(const std::string& body, size_t header_length
           }
           classes = c->get<int64_t>();
           RETURN_IF_ERROR(CheckClassCount(what, classes));
-          if (ref) {
-            return InvalidArgument(what +
-                                   " asks for classification into shared memory; parnet "
-                                   "returns classes in the response only: drop one of the two");
-          }
+          if (ref) return ClassesInSharedMemory(what);
         }
         if (auto b = p->find("binary_data"); b != p->end() && b->is_boolean()) binary = *b;
       }

@@ -139,14 +139,11 @@ Status SharedMemoryRegions::Register(const std::string& name, const std::string&
         "byte_size >= 1 (got name " +
         Quoted(name) + ", key " + Quoted(key) + ", byte_size " + std::to_string(byte_size) + ")");
   }
+  const Status taken(StatusCode::kAlreadyExists,
+                     region + " is registered already; unregister it first or choose another name");
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (regions_.count(name)) {
-      return Status(StatusCode::kAlreadyExists,
-                    region +
-                        " is registered already; unregister it first or choose another "
-                        "name");
-    }
+    if (regions_.count(name)) return taken;  // before opening and mapping anything
   }
   InstallTruncationGuard();
   auto mapping = std::make_shared<SharedMemoryMapping>();
@@ -193,12 +190,7 @@ Status SharedMemoryRegions::Register(const std::string& name, const std::string&
   const auto begin = reinterpret_cast<uintptr_t>(mapping->base);
   mapping->slot->SetRange(begin, begin + mapping->length);
   std::lock_guard<std::mutex> lock(mu_);
-  if (!regions_.emplace(name, mapping).second) {
-    return Status(StatusCode::kAlreadyExists,
-                  region +
-                      " is registered already; unregister it first or choose another "
-                      "name");
-  }
+  if (!regions_.emplace(name, mapping).second) return taken;  // registered meanwhile
   return Status::Ok();
 }
 
