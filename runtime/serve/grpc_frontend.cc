@@ -286,12 +286,17 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
     }
     decoded->arrival = arrival;
     decoded->client_deadline = ClientDeadline(*context);
+    decoded->counted_by_front_end = true;
     // Only this thread asks gRPC (a call's completion queue takes a few pollers at most).
     StatusOr<InferResult> result =
         InferAndWait(*model, std::move(*decoded), [context] { return context->IsCancelled(); });
     if (!result.ok()) return ToGrpc(result.status());
     StatusOr<ModelInferResponse> encoded = Encode(**model, *request, *result, *outputs);
-    if (!encoded.ok()) return ToGrpc(encoded.status());
+    if (!encoded.ok()) {
+      (*model)->RecordFailure(arrival);
+      return ToGrpc(encoded.status());
+    }
+    (*model)->RecordSuccess(arrival);
     *response = std::move(*encoded);
     return grpc::Status::OK;
   }
@@ -332,14 +337,16 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
       decoded->keep_alive = request;
       decoded->client_deadline = ClientDeadline(*context);
       decoded->cancelled = answers.gone();
+      decoded->counted_by_front_end = true;
       ServedModel* m = *model;
       std::shared_ptr<StreamAnswers::Expected> expected = answers.Expect();
-      InferDone done = [m, request, expected,
+      InferDone done = [m, request, expected, arrival,
                         wanted = std::move(*outputs)](StatusOr<InferResult> result) {
         inference::ModelStreamInferResponse r;
         StatusOr<ModelInferResponse> encoded = result.ok()
                                                    ? Encode(*m, *request, *result, wanted)
                                                    : StatusOr<ModelInferResponse>(result.status());
+        if (result.ok()) encoded.ok() ? m->RecordSuccess(arrival) : m->RecordFailure(arrival);
         if (encoded.ok()) {
           *r.mutable_infer_response() = std::move(*encoded);
         } else {

@@ -219,6 +219,7 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
     slices[i] = std::move(*slice);
   }
   decoded->arrival = arrival;
+  decoded->counted_by_front_end = true;
   StatusOr<InferResult> result = InferAndWait(model, std::move(*decoded));
   if (!result.ok()) return Reply(res, result.status());
 
@@ -233,7 +234,7 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
     if (outputs.classes[i] > 0) {
       StatusOr<Classes> classes = Classify("output '" + (*names)[i] + "'", t, outputs.classes[i],
                                            model->config().max_batch_size() > 0, model->labels());
-      if (!classes.ok()) return Reply(res, classes.status());
+      if (!classes.ok()) return fail(classes.status());
       o["datatype"] = "BYTES";
       o["shape"] = classes->shape;
       if (outputs.binary[i]) {
@@ -246,7 +247,7 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
     } else if (slices[i]) {
       Status written = OutputToSharedMemory(*slices[i], (*names)[i], t);
       // No "parameters": Triton's C++ client reads binary_data_size from any it finds.
-      if (!written.ok()) return Reply(res, written);
+      if (!written.ok()) return fail(written);
     } else if (outputs.binary[i]) {
       o["parameters"] = {{"binary_data_size", t.num_bytes()}};
       binary.append(static_cast<const char*>(t.raw_data()), t.num_bytes());
@@ -256,7 +257,8 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
     outs.push_back(std::move(o));
   }
   response["outputs"] = std::move(outs);
-  std::string text = response.dump();
+  // A label file is the user's bytes: invalid UTF-8 in one is replaced, not thrown on.
+  std::string text = response.dump(-1, ' ', false, json::error_handler_t::replace);
   res.status = 200;
   if (binary.empty()) {
     res.set_content(text, "application/json");
@@ -264,6 +266,7 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
     res.set_header(kHeaderLength, std::to_string(text.size()));
     res.set_content(text + binary, "application/octet-stream");
   }
+  model->RecordSuccess(arrival);
 }
 
 json ModelMetadataJson(const ModelRepository* repo, const ServedModel& model) {

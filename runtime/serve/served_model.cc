@@ -356,6 +356,10 @@ void ServedModel::RecordFailure(Clock::time_point arrival) {
   stats_.RecordRequest(false, Nanos(Clock::now() - arrival));
 }
 
+void ServedModel::RecordSuccess(Clock::time_point arrival) {
+  stats_.RecordRequest(true, Nanos(Clock::now() - arrival));
+}
+
 void ServedModel::Finish(Pending& pending, StatusOr<InferResult> result) {
   // The engine read these inputs where the client's region lies; a region its owner shrank
   // meanwhile read as zeros (shared_memory.h), which must not pass for an answer.
@@ -363,7 +367,9 @@ void ServedModel::Finish(Pending& pending, StatusOr<InferResult> result) {
     if (!result.ok()) break;
     if (Status s = slice.Ok("input '" + name + "'"); !s.ok()) result = std::move(s);
   }
-  stats_.RecordRequest(result.ok(), Nanos(Clock::now() - pending.request.arrival));
+  if (!result.ok() || !pending.request.counted_by_front_end) {
+    stats_.RecordRequest(result.ok(), Nanos(Clock::now() - pending.request.arrival));
+  }
   pending.done(std::move(result));
 }
 

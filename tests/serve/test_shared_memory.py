@@ -259,6 +259,46 @@ def test_a_shrunk_region_fails_the_request_not_the_server(shm_server, regions, f
         client.unregister_system_shared_memory()
 
 
+def inference_counts(server, model):
+    stats = stub(server).ModelStatistics(service_pb2.ModelStatisticsRequest(name=model))
+    s = stats.model_stats[0].inference_stats
+    return s.success.count, s.fail.count
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_an_output_region_shrunk_during_the_run_fails_and_counts_as_failed(
+        shm_server, regions, fmnist_batch, protocol):
+    """The output region passes its check when the request arrives; its owner truncates it while
+    the request waits (fmnist-slowbatch holds a lone request up to 3 s for a batch to fill). The
+    model runs, writing the answer fails naming the region, and the model's statistics count a
+    failure, not a success (they used to count the run)."""
+    model, n = "fmnist-slowbatch", 10 * 4
+    key, _ = regions.make(f"late-{protocol}", n)
+    module, client = client_for(shm_server, protocol)
+    client.register_system_shared_memory(f"late-{protocol}", key, n)
+    try:
+        inp = module.InferInput("input", [1, 1, 32, 32], "FP32")
+        inp.set_data_from_numpy(fmnist_batch[:1])
+        out = module.InferRequestedOutput("logits")
+        out.set_shared_memory(f"late-{protocol}", n)
+        before = inference_counts(shm_server, model)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # A client of its own: tritonclient.http's (gevent) serves only the thread it was
+            # made on.
+            answer = pool.submit(lambda: client_for(shm_server, protocol)[1].infer(
+                model, [inp], outputs=[out]))
+            time.sleep(0.5)
+            os.truncate("/dev/shm/" + key.lstrip("/"), 0)
+            with pytest.raises(InferenceServerException) as err:
+                answer.result(timeout=30)
+        assert f"region 'late-{protocol}' was shrunk by its owner" in str(err.value)
+        after = inference_counts(shm_server, model)
+        assert (after[0] - before[0], after[1] - before[1]) == (0, 1), (before, after)
+    finally:
+        client.unregister_system_shared_memory(f"late-{protocol}")
+    assert shm_server.alive()
+
+
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_perf_analyzer_with_system_shared_memory(shm_server, tmp_path, protocol):
     run_perf_analyzer(shm_server, protocol, tmp_path, 2, "--shared-memory", "system",
