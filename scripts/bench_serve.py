@@ -23,8 +23,7 @@ Also per repeat: the engine on the overhead model idling after each run as long 
 instance idled between requests (`parnet bench --idle-us`; what a machine does to a core that
 idles is not the server's doing), the overhead model at c=1 with its input and output in system
 shared memory (perf_analyzer --shared-memory system; the server runs with --allow-client-shm),
-the floor model over HTTP, both c=1 models again against a second server that keeps glibc
-malloc's defaults (--release-freed-memory; the two servers take turns going first), and with --triton the same floor
+the floor model over HTTP, and with --triton the same floor
 computation served by NVIDIA's Triton (scripts/setup_triton_peer.sh) over gRPC and HTTP: the
 peer, side by side, with the same client.
 
@@ -144,11 +143,11 @@ def perf(args, model, url, concurrency, requests, out_csv, protocol="grpc", extr
     return out
 
 
-def start_server(args, repo, extra=()):
+def start_server(args, repo):
     server = subprocess.Popen(
         [*args.server_prefix, args.parnet, "serve", "--model-repository", repo, "--host",
          "127.0.0.1", "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", "--threads",
-         str(args.threads), "--allow-client-shm", *args.serve_args, *extra],
+         str(args.threads), "--allow-client-shm", *args.serve_args],
         stdout=subprocess.PIPE, text=True)
     for line in server.stdout:
         m = re.search(r"ready: grpc (\d+) http (\d+)", line)
@@ -329,13 +328,6 @@ def main():
                                 config)
             tput.append((name, widths, counts[min(i, len(counts) - 1)]))
         server, url, http_url = start_server(args, repo)
-        # The same server with glibc malloc's defaults, which hand freed memory back to the
-        # kernel (`--release-freed-memory`), on the two c=1 models: what keeping it saves.
-        release_repo = tmp / "release-repo"
-        release_repo.mkdir()
-        for name in ("overhead", "floor"):
-            (release_repo / name).symlink_to(repo / name)
-        released, released_url, _ = start_server(args, release_repo, ["--release-freed-memory"])
         triton = None
         try:
             if args.triton:
@@ -347,17 +339,7 @@ def main():
             for r in range(args.repeats):
                 rep = {"load": load()}
                 before = engine(args, onnx["overhead"], 1, tmp / "e.json")["1"]
-                # The two servers take turns going first: in a run where the kept one always
-                # went first, it measured 0.15-0.65 ms slower than the released one in all 5
-                # repeats; alternating, the two were within noise (docs/serving.md).
-                released_first = r % 2 == 1
-                if released_first:
-                    rep["released_c1"] = perf(args, "overhead", released_url, 1,
-                                              args.c1_requests, tmp / "c1.csv")
                 rep["c1"] = perf(args, "overhead", url, 1, args.c1_requests, tmp / "c1.csv")
-                if not released_first:
-                    rep["released_c1"] = perf(args, "overhead", released_url, 1,
-                                              args.c1_requests, tmp / "c1.csv")
                 rep["engine_b1"] = bracket(before, engine(args, onnx["overhead"], 1,
                                                           tmp / "e.json")["1"])
                 # The engine again, idling after each run as long as the served instance idled
@@ -373,13 +355,7 @@ def main():
                 rep["c1_shm"] = perf(args, "overhead", url, 1, args.c1_requests, tmp / "c1.csv",
                                      extra=["--shared-memory", "system"])
                 before = engine(args, onnx["floor"], 1, tmp / "e.json")["1"]
-                if released_first:
-                    rep["released_floor_c1"] = perf(args, "floor", released_url, 1,
-                                                    args.c1_requests, tmp / "c1.csv")
                 rep["floor_c1"] = perf(args, "floor", url, 1, args.c1_requests, tmp / "c1.csv")
-                if not released_first:
-                    rep["released_floor_c1"] = perf(args, "floor", released_url, 1,
-                                                    args.c1_requests, tmp / "c1.csv")
                 rep["floor_engine_b1"] = bracket(before, engine(args, onnx["floor"], 1,
                                                                 tmp / "e.json")["1"])
                 rep["floor_http_c1"] = perf(args, "floor", http_url, 1, args.c1_requests,
@@ -399,7 +375,7 @@ def main():
                 result["repeats"].append(rep)
                 print(json.dumps(rep), flush=True)
         finally:
-            for process in [server, released] + ([triton[0]] if triton else []):
+            for process in [server] + ([triton[0]] if triton else []):
                 stop(process)
     result["end_utc"] = time.strftime("%H:%M:%S", time.gmtime())
     result["load_after"] = load()
@@ -431,14 +407,6 @@ def main():
                        "protocol floor")
     print(f"  median {statistics.median(floors):+.3f} ms")
     http = [r["floor_http_c1"] for r in reps]
-    print("with glibc malloc's defaults (--release-freed-memory), the same c=1 cases:")
-    for label, key in (("overhead model", "c1"), ("floor model", "floor_c1")):
-        kept = [r[key]["p50 latency"] / 1000 for r in reps]
-        released = [r["released_" + key]["p50 latency"] / 1000 for r in reps]
-        print(f"  {label}: p50 {statistics.median(released):.3f} ms released, "
-              f"{statistics.median(kept):.3f} ms kept (parnet's default); released minus kept "
-              f"per repeat {', '.join(f'{b - a:+.3f}' for a, b in zip(kept, released))}, median "
-              f"{statistics.median(b - a for a, b in zip(kept, released)):+.3f} ms")
     print(f"  over HTTP (binary tensors): p50 {med(http, 'p50 latency') / 1000:.3f} ms")
     if "triton_version" in result:
         print(f"peer: Triton {result['triton_version']} (nvidia-pytriton wheel), the floor's average "

@@ -94,7 +94,6 @@ struct ServeCommandOptions {
   int max_message_mb = 64;
   int http_threads = 64;
   bool allow_client_shm = false;
-  bool release_freed_memory = false;
   int threads = 0;
   int max_queue = 1024;
   std::string backend = "cpu";

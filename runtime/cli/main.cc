@@ -128,10 +128,6 @@ int main(int argc, char** argv) {
   serve_cmd->add_flag("--allow-client-shm", serve.allow_client_shm,
                       "Let clients register system shared memory regions (Triton's shared "
                       "memory extension); only for trusted local clients");
-  serve_cmd->add_flag("--release-freed-memory", serve.release_freed_memory,
-                      "Keep glibc malloc's defaults, which hand freed memory back to the kernel "
-                      "at once: less resident memory, but each large request then faults in "
-                      "fresh zeroed pages (docs/serving.md)");
 
   parnet::cli::ProfileOptions profile;
   CLI::App* profile_cmd = app.add_subcommand(

@@ -6,7 +6,6 @@ import csv
 import json
 import os
 import pathlib
-import statistics
 import subprocess
 import threading
 import time
@@ -267,57 +266,6 @@ def test_host_policy_binds_the_instance_and_keeps_the_front_ends_off(tmp_path, f
                              capture_output=True, text=True, timeout=120)
         assert run.returncode != 0
         assert text in run.stderr, run.stderr
-
-
-def minor_faults(pid):
-    """Pages the process has faulted in so far (minflt, field 10 of /proc/PID/stat)."""
-    stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[7])
-
-
-@pytest.mark.parametrize("release", [False, True])
-def test_large_requests_reuse_the_memory_freed_before(tmp_path, release):
-    """glibc's malloc defaults hand a freed 588 KiB request back to the kernel, so that a later
-    one faults in fresh zeroed pages (0.3-0.4 ms of the p50 at c=1 in a new server,
-    docs/serving.md). parnet serve keeps freed memory unless --release-freed-memory. Measured here: of 60 requests
-    after 30 of warm-up, 52-67% faulted in 64 KiB or more with glibc's defaults, 5-13% without."""
-    import onnx
-    from onnx import TensorProto, helper
-    from conftest import Server
-
-    repo = tmp_path / "repo"
-    (repo / "average" / "1").mkdir(parents=True)
-    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])
-    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, 1, 1])
-    graph = helper.make_graph([helper.make_node("GlobalAveragePool", ["input"], ["output"])],
-                              "average", [x], [y])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]),
-              repo / "average" / "1" / "model.onnx")
-    (repo / "average" / "config.pbtxt").write_text(
-        "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 0 }\n")
-    server = Server(repo, ["--release-freed-memory"] if release else [])
-    try:
-        image = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
-        request = raw_request(image, model="average")
-        service = stub(server)
-        for _ in range(30):
-            service.ModelInfer(request)
-        faulting = []  # requests that faulted in 64 KiB or more
-        for _ in range(60):
-            before = minor_faults(server.proc.pid)
-            reply = service.ModelInfer(request)
-            faulting.append(minor_faults(server.proc.pid) - before >= 16)
-        share = statistics.mean(faulting)
-        got = np.frombuffer(reply.raw_output_contents[0], np.float32).reshape(1, 3, 1, 1)
-        np.testing.assert_allclose(got, image.mean(axis=(2, 3), keepdims=True), atol=1e-5)
-        # A new gRPC thread's stack and heap fault in once; with the defaults about half the
-        # requests fault (the others reuse what an earlier one left before glibc trimmed it).
-        if release:
-            assert share > 0.4, share
-        else:
-            assert share < 0.3, share
-    finally:
-        server.stop()
 
 
 def test_fp16_config_converts_at_the_edge(server, fmnist_batch, fmnist_reference):
