@@ -281,7 +281,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
         decoded.ok() ? CheckOutputRequests(**model, *request, *decoded, *regions_)
                      : StatusOr<OutputRequests>(decoded.status());
     if (!outputs.ok()) {
-      (*model)->RecordFailure(arrival);
+      (*model)->RecordRequest(arrival, false);
       return ToGrpc(outputs.status());
     }
     decoded->arrival = arrival;
@@ -292,11 +292,8 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
         InferAndWait(*model, std::move(*decoded), [context] { return context->IsCancelled(); });
     if (!result.ok()) return ToGrpc(result.status());
     StatusOr<ModelInferResponse> encoded = Encode(**model, *request, *result, *outputs);
-    if (!encoded.ok()) {
-      (*model)->RecordFailure(arrival);
-      return ToGrpc(encoded.status());
-    }
-    (*model)->RecordSuccess(arrival);
+    (*model)->RecordRequest(arrival, encoded.ok());
+    if (!encoded.ok()) return ToGrpc(encoded.status());
     *response = std::move(*encoded);
     return grpc::Status::OK;
   }
@@ -329,7 +326,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
           decoded.ok() ? CheckOutputRequests(**model, *request, *decoded, *regions_)
                        : StatusOr<OutputRequests>(decoded.status());
       if (!outputs.ok()) {
-        (*model)->RecordFailure(arrival);
+        (*model)->RecordRequest(arrival, false);
         refuse(*request, outputs.status());
         continue;
       }
@@ -346,7 +343,7 @@ class GrpcService final : public inference::GRPCInferenceService::Service {
         StatusOr<ModelInferResponse> encoded = result.ok()
                                                    ? Encode(*m, *request, *result, wanted)
                                                    : StatusOr<ModelInferResponse>(result.status());
-        if (result.ok()) encoded.ok() ? m->RecordSuccess(arrival) : m->RecordFailure(arrival);
+        if (result.ok()) m->RecordRequest(arrival, encoded.ok());
         if (encoded.ok()) {
           *r.mutable_infer_response() = std::move(*encoded);
         } else {

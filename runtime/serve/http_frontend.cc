@@ -178,7 +178,7 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
   if (!found.ok()) return Reply(res, found.status());
   ServedModel* model = *found;
   auto fail = [&](const Status& s) {
-    model->RecordFailure(arrival);
+    model->RecordRequest(arrival, false);
     Reply(res, s);
   };
   size_t header_length = req.body.size();
@@ -266,7 +266,7 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
     res.set_header(kHeaderLength, std::to_string(text.size()));
     res.set_content(text + binary, "application/octet-stream");
   }
-  model->RecordSuccess(arrival);
+  model->RecordRequest(arrival, true);
 }
 
 json ModelMetadataJson(const ModelRepository* repo, const ServedModel& model) {

@@ -45,8 +45,8 @@ struct InferRequest {
   Clock::time_point arrival = Clock::now();
   // Set by a front end that still has work to do once the model answered (encoding, writing
   // outputs into shared memory, classification), any of which may fail: a successful run is then
-  // left uncounted, and the front end counts the request (ServedModel::RecordSuccess or
-  // RecordFailure) once its answer is written, as Triton counts what the client received.
+  // left uncounted, and the front end counts the request (ServedModel::RecordRequest) once its
+  // answer is written, as Triton counts what the client received.
   bool counted_by_front_end = false;
 };
 

@@ -276,7 +276,7 @@ Status ServedModel::Check(const InferRequest& request, int64_t* batch) const {
 Status ServedModel::Submit(InferRequest request, InferDone done, Dispatch dispatch) {
   const Clock::time_point arrival = request.arrival;
   auto fail = [&](Status s) {
-    stats_.RecordRequest(false, Nanos(Clock::now() - arrival));
+    RecordRequest(arrival, false);
     return s;
   };
   if (!ready_) {
@@ -352,12 +352,8 @@ bool ServedModel::DispatchesAlone(const Pending& pending) const {
   return !batching_ || max_delay_ <= Clock::duration::zero() || pending.batch >= target_batch_;
 }
 
-void ServedModel::RecordFailure(Clock::time_point arrival) {
-  stats_.RecordRequest(false, Nanos(Clock::now() - arrival));
-}
-
-void ServedModel::RecordSuccess(Clock::time_point arrival) {
-  stats_.RecordRequest(true, Nanos(Clock::now() - arrival));
+void ServedModel::RecordRequest(Clock::time_point arrival, bool ok) {
+  stats_.RecordRequest(ok, Nanos(Clock::now() - arrival));
 }
 
 void ServedModel::Finish(Pending& pending, StatusOr<InferResult> result) {
@@ -368,7 +364,7 @@ void ServedModel::Finish(Pending& pending, StatusOr<InferResult> result) {
     if (Status s = slice.Ok("input '" + name + "'"); !s.ok()) result = std::move(s);
   }
   if (!result.ok() || !pending.request.counted_by_front_end) {
-    stats_.RecordRequest(result.ok(), Nanos(Clock::now() - pending.request.arrival));
+    RecordRequest(pending.request.arrival, result.ok());
   }
   pending.done(std::move(result));
 }

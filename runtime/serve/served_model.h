@@ -67,11 +67,10 @@ class ServedModel {
   // called exactly once, on a worker thread or (kCallerMayRun) on the caller's before Submit
   // returns. Not OK: `done` is never called.
   Status Submit(InferRequest request, InferDone done, Dispatch dispatch = Dispatch::kQueued);
-  // Counts a request that failed before Submit (a malformed wire message) against this model,
-  // or one the front end answers itself (InferRequest::counted_by_front_end): failed when its
-  // answer could not be written, succeeded otherwise.
-  void RecordFailure(Clock::time_point arrival);
-  void RecordSuccess(Clock::time_point arrival);
+  // Counts a request against this model, as a success when `ok`: one that failed before Submit
+  // (a malformed wire message), or one the front end answers itself
+  // (InferRequest::counted_by_front_end), ok when its answer was written.
+  void RecordRequest(Clock::time_point arrival, bool ok);
 
   const std::string& name() const { return name_; }
   int64_t version() const { return version_; }
