@@ -17,6 +17,7 @@
 #include "runtime/serve/http_reply.h"
 #include "runtime/serve/http_shared_memory.h"
 #include "runtime/serve/model_config.h"
+#include "runtime/serve/peer_socket.h"
 
 namespace parnet::serve {
 namespace {
@@ -170,7 +171,8 @@ StatusOr<InferRequest> DecodeInfer(const std::string& body, size_t header_length
   return out;
 }
 
-void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions,
+// `listen_port`: the server's, to find the request's connection while it waits (PeerConnection).
+void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions, int listen_port,
                  const httplib::Request& req, httplib::Response& res) {
   const Clock::time_point arrival = Clock::now();
   const std::string version = req.matches.size() > 2 ? req.matches[2].str() : "";
@@ -220,7 +222,9 @@ void HandleInfer(const ModelRepository* repo, const SharedMemoryRegions& regions
   }
   decoded->arrival = arrival;
   decoded->counted_by_front_end = true;
-  StatusOr<InferResult> result = InferAndWait(model, std::move(*decoded));
+  PeerConnection client(listen_port, req.remote_addr, req.remote_port);
+  StatusOr<InferResult> result =
+      InferAndWait(model, std::move(*decoded), [&client] { return client.Gone(); });
   if (!result.ok()) return Reply(res, result.status());
 
   json response = {{"model_name", model->name()},
@@ -315,8 +319,10 @@ json StatsJson(const ServedModel& m) {
           {"batch_stats", batches}};
 }
 
+// `listen_port` is set once the server is bound, before it serves.
 void AddProtocolRoutes(httplib::Server& s, const ModelRepository* repo,
-                       const std::atomic<bool>* ready, SharedMemoryRegions* regions) {
+                       const std::atomic<bool>* ready, SharedMemoryRegions* regions,
+                       const int* listen_port) {
   s.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
   s.Get("/v2/health/ready", [ready](const httplib::Request&, httplib::Response& res) {
     res.status = ready->load() ? 200 : 400;
@@ -365,9 +371,10 @@ void AddProtocolRoutes(httplib::Server& s, const ModelRepository* repo,
     if (!m.ok()) return Reply(res, m.status());
     ReplyJson(res, ModelMetadataJson(repo, **m));
   });
-  s.Post(model + "/infer", [repo, regions](const httplib::Request& req, httplib::Response& res) {
-    HandleInfer(repo, *regions, req, res);
-  });
+  s.Post(model + "/infer",
+         [repo, regions, listen_port](const httplib::Request& req, httplib::Response& res) {
+           HandleInfer(repo, *regions, *listen_port, req, res);
+         });
 }
 
 void AddMetricsRoute(httplib::Server& s, const ModelRepository* repo) {
@@ -433,7 +440,7 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& optio
   if (metrics_only) {
     AddMetricsRoute(s, repository);
   } else {
-    AddProtocolRoutes(s, repository, ready, regions);
+    AddProtocolRoutes(s, repository, ready, regions, &server->port_);
   }
   int port = options.port;
   if (port == 0) {

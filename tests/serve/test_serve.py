@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import pathlib
+import socket
 import subprocess
 import threading
 import time
@@ -478,6 +479,41 @@ def test_a_client_that_gives_up_is_not_served(server, fmnist_batch):
     out = s.ModelInfer(raw_request(fmnist_batch[:4], model=model), timeout=10)
     assert out.outputs[0].shape == [4, 10]
     assert stats() == (2, 1)
+
+
+def test_an_http_client_that_disconnects_is_not_served(server, fmnist_batch):
+    """A queued HTTP request whose client closes its connection is dropped without running, while
+    one whose client stays is answered (fmnist-slowbatch waits 3 s for a batch of 4: both wait
+    in the same batch)."""
+    model = "fmnist-slowbatch"
+    s = stub(server)
+
+    def stats():
+        m = s.ModelStatistics(service_pb2.ModelStatisticsRequest(name=model)).model_stats[0]
+        return (m.inference_stats.success.count, m.inference_stats.fail.count, m.execution_count)
+
+    body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 1, 32, 32],
+                                   "data": fmnist_batch[:1].flatten().tolist()}]}).encode()
+    host, port = server.http_url.split(":")
+    before = stats()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        stays = pool.submit(http_json_infer, server, fmnist_batch[:1], model=model)
+        leaves = socket.create_connection((host, int(port)))
+        leaves.sendall(f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {host}\r\n"
+                       f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                       .encode() + body)
+        time.sleep(0.5)
+        leaves.close()
+        status, answer = stays.result(timeout=20)
+    assert status == 200, answer[:300]
+    assert json.loads(answer)["outputs"][0]["shape"] == [1, 10]
+    deadline = time.monotonic() + 5
+    want = (before[0] + 1, before[1] + 1, before[2] + 1)
+    while stats() != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stats() == want, (
+        f"(success, failure, executions) went from {before} to {stats()}; the request of the "
+        "client that left should count as failed and not run")
 
 
 def test_still_serving_after_bad_requests(server, fmnist_batch, fmnist_reference):
