@@ -3,6 +3,7 @@ outputs equal `parnet run`, every bad request gets the right code and a message 
 problem, the server survives all of them, concurrent clients each get their own answer."""
 import concurrent.futures
 import csv
+import http.client
 import json
 import os
 import pathlib
@@ -56,6 +57,16 @@ def http_post(server, path, body, headers=None):
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def http_post_without_body(server, path):
+    """A POST with neither Content-Length nor Transfer-Encoding; returns the status and body."""
+    host, port = server.http_url.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("POST", path)
+    conn.endheaders()
+    r = conn.getresponse()
+    return r.status, r.read()
 
 
 def http_json_infer(server, batch, model=MODEL, name="input", datatype="FP32", shape=None):
@@ -415,10 +426,16 @@ def test_http_bad_requests(server, fmnist_batch):
         (http_post(server, f"/v2/models/{MODEL}/infer", b"x" * (9 << 20)), 413,
          "larger than the limit"),
         (http_post(server, "/v2/nothing", b""), 404, "no endpoint"),
+        (http_post_without_body(server, f"/v2/models/{MODEL}/infer"), 400,
+         "malformed JSON in the inference request (0 bytes)"),
+        (http_post(server, f"/v2/models/{MODEL}/infer", json.dumps(
+            {"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 1, 32, 32],
+                         "data": b[:2].flatten().tolist()}]}).encode(),  # over 8 KiB, as curl -d
+                   {"Content-Type": "application/x-www-form-urlencoded"}), 200, None),
     ]
     for (status, body), want_status, text in cases:
         assert status == want_status, (text, status, body[:300])
-        assert text in json.loads(body)["error"], body[:300]
+        assert text is None or text in json.loads(body)["error"], body[:300]
     assert server.alive()
 
 
