@@ -382,10 +382,8 @@ void AddProtocolRoutes(httplib::Server& s, const ModelRepository* repo,
     // (scripts/bench_serve_ab.py).
     const size_t announced = req.get_header_value<uint64_t>("Content-Length");
     if (announced <= max_body_bytes) body.reserve(announced);
-    // Without either header there is no body to read (cpp-httplib would read until the client
-    // closes): the empty body is then refused as malformed JSON.
-    const bool has_body = req.has_header("Content-Length") || req.has_header("Transfer-Encoding");
-    if (has_body && !reader([&body](const char* data, size_t n) {
+    // Without a body, the empty one is refused as malformed JSON.
+    if (HasBody(req) && !reader([&body](const char* data, size_t n) {
           body.append(data, n);
           return true;
         })) {

@@ -1,4 +1,5 @@
-// Internal to the HTTP front end: replies in the protocol's JSON form.
+// Internal to the HTTP front end: replies in the protocol's JSON form, and whether a request
+// has a body to read.
 #pragma once
 
 #include <httplib.h>
@@ -19,6 +20,12 @@ inline void Reply(httplib::Response& res, const Status& s) {
 inline void ReplyJson(httplib::Response& res, const nlohmann::json& j) {
   res.status = 200;
   res.set_content(j.dump(), "application/json");
+}
+
+// Whether a request announces a body (Content-Length or chunked). A handler that takes a
+// ContentReader must not call it otherwise: cpp-httplib would read until the client closes.
+inline bool HasBody(const httplib::Request& req) {
+  return req.has_header("Content-Length") || req.has_header("Transfer-Encoding");
 }
 
 }  // namespace parnet::serve

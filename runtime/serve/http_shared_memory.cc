@@ -50,9 +50,7 @@ httplib::Server::HandlerWithContentReader Bodiless(
     std::function<void(const httplib::Request&, httplib::Response&)> handler) {
   return [handler](const httplib::Request& req, httplib::Response& res,
                    const httplib::ContentReader& reader) {
-    if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) {
-      reader([](const char*, size_t) { return true; });
-    }
+    if (HasBody(req)) reader([](const char*, size_t) { return true; });
     handler(req, res);
   };
 }
